@@ -1,0 +1,43 @@
+# Fresh-machine entry points. `make demo` and `make test` set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/default.yaml
+TRIALS ?= 20
+DATA ?=
+DEMO_DATA := artifacts/demo/train.csv
+TRAIN_DATA := $(if $(DATA),$(DATA),$(DEMO_DATA))
+MODEL_DIR ?= artifacts/model
+PREDICTIONS ?= artifacts/predictions.csv
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first: the pinned version is a CPU build; any other spec pulls CUDA packages.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DEMO_DATA): | setup
+	$(PY) -m pipelines.make_demo_data --out $(DEMO_DATA)
+
+demo: setup $(if $(DATA),,$(DEMO_DATA))
+	$(PY) -m pipelines.build_features --config $(CONFIG) --data $(TRAIN_DATA)
+	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(TRAIN_DATA) --trials $(TRIALS) --out $(MODEL_DIR)
+	$(PY) -m pipelines.predict --config $(CONFIG) --model $(MODEL_DIR) --data $(TRAIN_DATA) --out $(PREDICTIONS)
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf artifacts .pytest_cache
