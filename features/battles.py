@@ -38,6 +38,7 @@ __all__ = [
     "battles_from_arena_conversations",
     "battles_from_preference_pairs",
     "read_battles",
+    "repair_report",
     "REPAIR_KINDS",
     "battle_fingerprint",
     "labels_from_onehot",
@@ -99,6 +100,15 @@ class RepairReport:
     def n_repairs(self) -> int:
         """Total number of repairs of every kind."""
         return int(sum(self.counts.values()))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RepairReport:
+        """Rebuild a report from :meth:`to_dict` output."""
+        return cls(
+            n_rows=int(data.get("n_rows", 0)),
+            counts=Counter(data.get("counts", {})),
+            examples={k: list(v) for k, v in data.get("examples", {}).items()},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (for run reports)."""
@@ -297,7 +307,7 @@ def _finish(
             report.add("turn_count_mismatch", battle_id)
     report.n_rows = len(out)
     out = out.reset_index(drop=True)
-    out.attrs["repair_report"] = report
+    out.attrs["repair_report"] = report.to_dict()
     return out
 
 
@@ -317,7 +327,7 @@ def battles_from_kaggle(
     Returns
     -------
     pandas.DataFrame
-        The canonical table; ``.attrs["repair_report"]`` holds the report.
+        The canonical table; :func:`repair_report` gives what was repaired.
     """
     _check_columns(frame, ("id", *TEXT_COLUMNS), "battle table")
     has_targets = all(c in frame.columns for c in CLASSES)
@@ -490,7 +500,7 @@ def read_battles(
     Returns
     -------
     pandas.DataFrame
-        The canonical battle table; ``.attrs["repair_report"]`` holds the
+        The canonical battle table; :func:`repair_report` gives the
         :class:`RepairReport` of what was repaired.
 
     Raises
@@ -507,6 +517,7 @@ def read_battles(
         if not path.exists():
             raise FileNotFoundError(f"battle file {str(path)!r} does not exist.")
         frame = _read_table(path)
+        frame.attrs.clear()  # metadata stored in a file is not a validation
     columns = set(frame.columns)
     if {"conversation_a", "conversation_b"} <= columns:
         battles = battles_from_arena_conversations(frame)
@@ -529,7 +540,8 @@ def as_battles(battles: Any) -> pd.DataFrame:
 
     Accepts a DataFrame in the Kaggle layout (JSON strings) or the canonical
     layout (lists of turns, optional ``label``), a list of dicts, or a dict
-    of columns. A table that is already canonical is returned as is.
+    of columns. Every form is validated (cheap for a table that is already
+    canonical: it has nothing to repair).
     """
     if isinstance(battles, pd.DataFrame):
         frame = battles
@@ -548,8 +560,6 @@ def as_battles(battles: Any) -> pd.DataFrame:
             "battles must be a pandas DataFrame, a list of dicts or a dict of "
             f"columns; got {type(battles).__name__}."
         )
-    if "repair_report" in frame.attrs:
-        return frame
     _check_columns(frame, ("id", *TEXT_COLUMNS), "battle table")
     if "label" in frame.columns:
         out = frame.copy()
@@ -564,6 +574,11 @@ def as_battles(battles: Any) -> pd.DataFrame:
         out["label"] = labels.astype(np.int64)
         return _finish(out, RepairReport())
     return battles_from_kaggle(frame)
+
+
+def repair_report(battles: pd.DataFrame) -> RepairReport:
+    """The :class:`RepairReport` of a table made by this module's readers."""
+    return RepairReport.from_dict(battles.attrs.get("repair_report", {}))
 
 
 def swap(battles: pd.DataFrame) -> pd.DataFrame:

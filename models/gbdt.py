@@ -1,0 +1,307 @@
+"""LightGBM and XGBoost behind one small interface, trained per fold.
+
+Each booster is saved in its library's own format (LightGBM text, XGBoost
+JSON), so loading a model never runs code. Fold models are averaged at
+prediction time; out-of-fold predictions feed stacking and calibration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+__all__ = [
+    "BOOSTERS",
+    "FoldResult",
+    "LightGBMBooster",
+    "XGBoostBooster",
+    "make_booster",
+    "train_folds",
+]
+
+logger = logging.getLogger(__name__)
+
+Matrix = NDArray[np.float32] | sp.csr_matrix
+_TRAINING_KEYS = ("num_boost_round", "early_stopping_rounds")
+
+
+class _Booster:
+    """Common part: params split into library params and training controls."""
+
+    library: ClassVar[str] = ""
+    file_name: ClassVar[str] = ""
+
+    def __init__(
+        self, params: Mapping[str, Any] | None = None, *, seed: int = 0
+    ) -> None:
+        params = dict(params or {})
+        self.num_boost_round = int(params.pop("num_boost_round", 1000))
+        self.early_stopping_rounds = int(params.pop("early_stopping_rounds", 50))
+        self.params = params
+        self.seed = seed
+        self.model_ = None
+        self.best_iteration_ = 0
+
+    def save(self, directory: Path, stem: str) -> Path:
+        """Write the booster in its native format; returns the file path."""
+        path = directory / f"{stem}.{self.file_name}"
+        self.model_.save_model(str(path))
+        return path
+
+
+class LightGBMBooster(_Booster):
+    """LightGBM multiclass booster (text model format)."""
+
+    library = "lightgbm"
+    file_name = "lgb.txt"
+
+    def _library_params(self) -> dict[str, Any]:
+        return {
+            "objective": "multiclass",
+            "num_class": 3,
+            "metric": "multi_logloss",
+            "verbosity": -1,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": 0,
+            **self.params,
+        }
+
+    def fit(
+        self,
+        X: Matrix,
+        y: NDArray,
+        weight: NDArray | None = None,
+        eval_set: tuple[Matrix, NDArray] | None = None,
+        callbacks: Sequence[Callable] = (),
+    ) -> LightGBMBooster:
+        """Train; with ``eval_set``, stop early on its log loss."""
+        import lightgbm as lgb
+
+        train = lgb.Dataset(X, label=y, weight=weight, free_raw_data=True)
+        valid_sets, all_callbacks = [], list(callbacks)
+        if eval_set is not None:
+            valid_sets = [lgb.Dataset(eval_set[0], label=eval_set[1], reference=train)]
+            all_callbacks.append(
+                lgb.early_stopping(self.early_stopping_rounds, verbose=False)
+            )
+        self.model_ = lgb.train(
+            self._library_params(),
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=valid_sets,
+            callbacks=all_callbacks,
+        )
+        self.best_iteration_ = int(
+            self.model_.best_iteration or self.model_.num_trees() // 3
+        )
+        return self
+
+    def predict_proba(self, X: Matrix) -> NDArray[np.float64]:
+        """Class probabilities (n, 3)."""
+        return self.model_.predict(X, num_iteration=self.best_iteration_)
+
+    def contributions(self, X: Matrix) -> NDArray[np.float64]:
+        """Per-class SHAP-style contributions (n, 3, n_features + 1)."""
+        raw = self.model_.predict(
+            X, num_iteration=self.best_iteration_, pred_contrib=True
+        )
+        if sp.issparse(raw):
+            raw = (
+                np.hstack([m.toarray() for m in raw])
+                if isinstance(raw, list)
+                else raw.toarray()
+            )
+        raw = np.asarray(raw)
+        return raw.reshape(raw.shape[0], 3, -1)
+
+    @classmethod
+    def load(cls, path: Path, best_iteration: int) -> LightGBMBooster:
+        """Read a booster written by :meth:`save`."""
+        import lightgbm as lgb
+
+        booster = cls()
+        booster.model_ = lgb.Booster(model_file=str(path))
+        booster.best_iteration_ = best_iteration
+        return booster
+
+
+class XGBoostBooster(_Booster):
+    """XGBoost multiclass booster (JSON model format)."""
+
+    library = "xgboost"
+    file_name = "xgb.json"
+
+    def _library_params(self) -> dict[str, Any]:
+        return {
+            "objective": "multi:softprob",
+            "num_class": 3,
+            "eval_metric": "mlogloss",
+            "tree_method": "hist",
+            "seed": self.seed,
+            "verbosity": 0,
+            **self.params,
+        }
+
+    def fit(
+        self,
+        X: Matrix,
+        y: NDArray,
+        weight: NDArray | None = None,
+        eval_set: tuple[Matrix, NDArray] | None = None,
+        callbacks: Sequence[Any] = (),
+    ) -> XGBoostBooster:
+        """Train; with ``eval_set``, stop early on its log loss."""
+        import xgboost as xgb
+
+        train = xgb.DMatrix(X, label=y, weight=weight)
+        evals, stopping = [], None
+        if eval_set is not None:
+            evals = [(xgb.DMatrix(eval_set[0], label=eval_set[1]), "valid")]
+            stopping = self.early_stopping_rounds
+        self.model_ = xgb.train(
+            self._library_params(),
+            train,
+            num_boost_round=self.num_boost_round,
+            evals=evals,
+            early_stopping_rounds=stopping,
+            callbacks=list(callbacks) or None,
+            verbose_eval=False,
+        )
+        best = getattr(self.model_, "best_iteration", None)
+        self.best_iteration_ = int(
+            best + 1 if best is not None else self.model_.num_boosted_rounds()
+        )
+        return self
+
+    def predict_proba(self, X: Matrix) -> NDArray[np.float64]:
+        """Class probabilities (n, 3)."""
+        import xgboost as xgb
+
+        return self.model_.predict(
+            xgb.DMatrix(X), iteration_range=(0, self.best_iteration_)
+        ).astype(np.float64)
+
+    def contributions(self, X: Matrix) -> NDArray[np.float64]:
+        """Per-class SHAP contributions (n, 3, n_features + 1)."""
+        import xgboost as xgb
+
+        return np.asarray(
+            self.model_.predict(
+                xgb.DMatrix(X),
+                pred_contribs=True,
+                iteration_range=(0, self.best_iteration_),
+            ),
+            dtype=np.float64,
+        )
+
+    @classmethod
+    def load(cls, path: Path, best_iteration: int) -> XGBoostBooster:
+        """Read a booster written by :meth:`save`."""
+        import xgboost as xgb
+
+        booster = cls()
+        booster.model_ = xgb.Booster()
+        booster.model_.load_model(str(path))
+        booster.best_iteration_ = best_iteration
+        return booster
+
+
+BOOSTERS: dict[str, type[_Booster]] = {
+    "lightgbm": LightGBMBooster,
+    "xgboost": XGBoostBooster,
+}
+"""Config name -> booster class."""
+
+
+def make_booster(name: str, params: Mapping[str, Any] | None, *, seed: int) -> _Booster:
+    """A fresh booster of kind ``name``; unknown names list the valid ones."""
+    if name not in BOOSTERS:
+        raise ValueError(
+            f"unknown booster {name!r}; valid boosters are {sorted(BOOSTERS)}."
+        )
+    return BOOSTERS[name](params, seed=seed)
+
+
+class FoldResult:
+    """Out-of-fold predictions and the per-fold models of one booster."""
+
+    def __init__(self, oof: NDArray[np.float64], models: list[_Booster]) -> None:
+        self.oof = oof
+        self.models = models
+
+    def predict_proba(self, X: Matrix) -> NDArray[np.float64]:
+        """Average of the fold models' probabilities."""
+        return np.mean([m.predict_proba(X) for m in self.models], axis=0)
+
+
+def _take(X: Matrix, rows: NDArray) -> Matrix:
+    return X[rows]
+
+
+def train_folds(
+    name: str,
+    params: Mapping[str, Any] | None,
+    X: Matrix,
+    y: NDArray,
+    folds: NDArray[np.int64],
+    *,
+    seed: int = 0,
+    weight: NDArray | None = None,
+    swap_features: Callable[[Matrix], Matrix] | None = None,
+    swap_augment: bool = False,
+    on_fold: Callable[[int, float], None] | None = None,
+    verbose: bool = False,
+) -> FoldResult:
+    """Train one booster per fold; return OOF probabilities and the models.
+
+    Parameters
+    ----------
+    folds : ndarray of int
+        Fold index of each row (0 .. n_folds-1).
+    swap_features : callable, default=None
+        Maps a feature matrix to that of the A/B-swapped battles. Needed for
+        ``swap_augment`` and for swap-averaged OOF predictions.
+    swap_augment : bool, default=False
+        Add swapped copies of the training rows (labels 0 <-> 1).
+    on_fold : callable, default=None
+        Called with (fold, fold log loss) after each fold (pruning hook); it
+        may raise to stop early.
+    """
+    from models.calibration import multiclass_log_loss
+
+    n_folds = int(folds.max()) + 1
+    oof = np.zeros((len(y), 3))
+    models = []
+    label_swap = np.array([1, 0, 2])
+    for fold in tqdm(range(n_folds), desc=name, unit="fold", disable=not verbose):
+        train_rows = np.flatnonzero(folds != fold)
+        valid_rows = np.flatnonzero(folds == fold)
+        X_train, y_train = _take(X, train_rows), y[train_rows]
+        w_train = None if weight is None else weight[train_rows]
+        if swap_augment:
+            X_train = _stack(X_train, swap_features(X_train))
+            y_train = np.concatenate([y_train, label_swap[y_train]])
+            w_train = None if w_train is None else np.concatenate([w_train, w_train])
+        X_valid = _take(X, valid_rows)
+        booster = make_booster(name, params, seed=seed + fold)
+        booster.fit(X_train, y_train, w_train, eval_set=(X_valid, y[valid_rows]))
+        oof[valid_rows] = booster.predict_proba(X_valid)
+        models.append(booster)
+        if on_fold is not None:
+            on_fold(fold, multiclass_log_loss(y[valid_rows], oof[valid_rows]))
+    return FoldResult(oof, models)
+
+
+def _stack(top: Matrix, bottom: Matrix) -> Matrix:
+    if sp.issparse(top):
+        return sp.vstack([top, bottom]).tocsr()
+    return np.vstack([top, bottom])

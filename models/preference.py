@@ -1,0 +1,512 @@
+"""PreferenceModel: raw battles in, calibrated P(A wins, B wins, tie) out.
+
+The model owns every fitted piece: the feature blocks, one booster per fold
+for each booster kind, the stacker that blends them and the temperature that
+calibrates the blend. Predictions are exactly A/B swap-symmetric by default:
+``p(swap(x)) == p(x)[:, [1, 0, 2]]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from features.battles import CLASSES, as_battles, truncate_battles
+from features.blocks.base import FeatureMatrix, swap_permutation
+from features.pipeline import FeaturePipeline
+from features.store import FeatureStore
+from models.artifact import read_model_dir, write_model_dir
+from models.calibration import TemperatureScaler, multiclass_log_loss
+from models.folds import make_folds, prompt_groups
+from models.gbdt import BOOSTERS, FoldResult, train_folds
+from models.label_shift import adjust_to_prior, estimate_prior_em
+from models.stacking import BoosterStacker
+
+__all__ = ["PreferenceModel", "DEFAULT_BLOCKS"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {"lengths": {}, "flags": {}}
+_MIRROR = np.array([1, 0, 2])  # class order after swapping A and B
+_EPS = 1e-15
+
+
+def _mirror(proba: NDArray) -> NDArray:
+    return proba[:, _MIRROR]
+
+
+class PreferenceModel(BaseEstimator):
+    """Predict which of two responses a person prefers: A, B or tie.
+
+    Parameters
+    ----------
+    blocks : dict of str to dict, default=None
+        Feature blocks (name -> params); None uses ``lengths`` and ``flags``.
+    boosters : sequence of str, default=("lightgbm",)
+        Booster kinds to train and stack: ``"lightgbm"``, ``"xgboost"``.
+    booster_params : dict of str to dict, default=None
+        Params per booster kind, including ``num_boost_round`` and
+        ``early_stopping_rounds``.
+    n_folds : int, default=5
+        Prompt-grouped, label-stratified folds.
+    seed : int, default=0
+        Seed for folds and boosters.
+    max_chars : int or None, default=50000
+        Characters kept per field (the start is cut first), in fit and predict.
+    stack_method : {"auto", "blend", "logreg"}, default="auto"
+        How booster predictions are combined (see ``BoosterStacker``).
+    calibrate : bool, default=True
+        Fit a temperature on out-of-fold logits.
+    per_class_bias : bool, default=False
+        Also fit a per-class bias with the temperature (kept only if it helps).
+    swap_augment : bool, default=False
+        Train on A/B-swapped copies too.
+    swap_average : bool, default=True
+        Average each prediction with its mirrored swap: exact symmetry.
+    degenerate_rules : bool, default=False
+        Fixed answers for empty and identical responses.
+    verbose : bool, default=False
+        Progress bars.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        :data:`features.battles.CLASSES`.
+    feature_names_out_ : list of str
+        Feature columns the boosters see.
+    folds_ : ndarray of int
+        Fold of each training battle.
+    train_prior_ : ndarray of shape (3,)
+        Class shares in the training labels.
+    target_prior_ : ndarray of shape (3,) or None
+        Prior set by :meth:`fit_prior`; predictions are shifted to it.
+    oof_proba_ : ndarray of shape (n, 3)
+        Out-of-fold probabilities of the whole pipeline.
+    metrics_ : dict
+        Out-of-fold log losses of every stage and baseline.
+
+    Examples
+    --------
+    >>> from models import PreferenceModel  # doctest: +SKIP
+    >>> model = PreferenceModel(n_folds=3).fit(train_df)  # doctest: +SKIP
+    >>> model.predict_proba(test_df)  # doctest: +SKIP
+    """
+
+    _allowed = {
+        "stack_method": ("auto", "blend", "logreg"),
+        "boosters": tuple(BOOSTERS),
+    }
+
+    def __init__(
+        self,
+        *,
+        blocks: dict[str, dict[str, Any]] | None = None,
+        boosters: Sequence[str] = ("lightgbm",),
+        booster_params: dict[str, dict[str, Any]] | None = None,
+        n_folds: int = 5,
+        seed: int = 0,
+        max_chars: int | None = 50_000,
+        stack_method: str = "auto",
+        calibrate: bool = True,
+        per_class_bias: bool = False,
+        swap_augment: bool = False,
+        swap_average: bool = True,
+        degenerate_rules: bool = False,
+        verbose: bool = False,
+    ) -> None:
+        self.blocks = blocks
+        self.boosters = boosters
+        self.booster_params = booster_params
+        self.n_folds = n_folds
+        self.seed = seed
+        self.max_chars = max_chars
+        self.stack_method = stack_method
+        self.calibrate = calibrate
+        self.per_class_bias = per_class_bias
+        self.swap_augment = swap_augment
+        self.swap_average = swap_average
+        self.degenerate_rules = degenerate_rules
+        self.verbose = verbose
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> PreferenceModel:
+        """A model with the params of a loaded profile (``pipelines.config``)."""
+        training = config.training
+        params = {
+            "blocks": dict(config.features.blocks),
+            "boosters": tuple(training.boosters),
+            "booster_params": dict(training.booster_params),
+            "n_folds": training.n_folds,
+            "seed": config.seed,
+            "max_chars": config.data.max_chars,
+            "stack_method": training.stack_method,
+            "calibrate": training.calibrate,
+            "per_class_bias": training.per_class_bias,
+            "swap_augment": training.swap_augment,
+            "swap_average": training.swap_average,
+            "degenerate_rules": training.degenerate_rules,
+        }
+        params.update(overrides)
+        return cls(**params)
+
+    # ------------------------------------------------------------------ fit
+    def _validate_params(self) -> None:
+        if self.stack_method not in self._allowed["stack_method"]:
+            raise ValueError(
+                f"The 'stack_method' of PreferenceModel must be one of "
+                f"{list(self._allowed['stack_method'])}. Got {self.stack_method!r}."
+            )
+        unknown = [b for b in self.boosters if b not in BOOSTERS]
+        if unknown or not self.boosters:
+            raise ValueError(
+                f"The 'boosters' of PreferenceModel must be a non-empty list from "
+                f"{sorted(BOOSTERS)}. Got {list(self.boosters)!r}."
+            )
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ValueError(
+                f"The 'n_folds' of PreferenceModel must be an int >= 2. Got {self.n_folds!r}."
+            )
+
+    def _prepare(self, battles: Any) -> pd.DataFrame:
+        return truncate_battles(as_battles(battles), self.max_chars)
+
+    def _swap_features(self, X: Any) -> Any:
+        if hasattr(X, "tocsr"):
+            import scipy.sparse as sp
+
+            return (X[:, self._swap_order] @ sp.diags(self._swap_sign)).tocsr()
+        return X[:, self._swap_order] * self._swap_sign
+
+    def fit(
+        self,
+        battles: Any,
+        y: ArrayLike | None = None,
+        *,
+        store: FeatureStore | None = None,
+        folds: ArrayLike | None = None,
+    ) -> PreferenceModel:
+        """Fit blocks, fold boosters, stacker and temperature on labelled battles.
+
+        Parameters
+        ----------
+        battles : DataFrame, list of dict or dict of lists
+            Kaggle layout (JSON strings) or the canonical table.
+        y : array-like of int, default=None
+            Labels (0 = A, 1 = B, 2 = tie); None takes the table's ``label``.
+        store : FeatureStore, default=None
+            Feature cache to read from and fill.
+        folds : array-like of int, default=None
+            Fold per battle; None makes prompt-grouped stratified folds.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        table = self._prepare(battles)
+        labels = self._labels(table, y)
+        pipeline = FeaturePipeline(
+            self.blocks if self.blocks is not None else DEFAULT_BLOCKS,
+            store=store,
+            verbose=self.verbose,
+        )
+        features = pipeline.fit_transform(table)
+        self.pipeline_ = pipeline
+        self.feature_names_out_ = list(features.columns)
+        self._swap_order, self._swap_sign = swap_permutation(features.columns)
+        if folds is None:
+            folds = make_folds(labels, prompt_groups(table), self.n_folds, self.seed)
+        self.folds_ = np.asarray(folds, dtype=np.int64)
+        self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
+        self.target_prior_ = None
+        self.fold_results_: dict[str, FoldResult] = {}
+        booster_oof = []
+        for name in self.boosters:
+            params = (self.booster_params or {}).get(name, {})
+            result = train_folds(
+                name,
+                params,
+                features.values,
+                labels,
+                self.folds_,
+                seed=self.seed,
+                swap_features=self._swap_features,
+                swap_augment=self.swap_augment,
+                verbose=self.verbose,
+            )
+            self.fold_results_[name] = result
+            booster_oof.append(self._oof_booster(result, features.values))
+        self._fit_head(booster_oof, labels)
+        self.classes_ = np.asarray(CLASSES)
+        self.n_features_in_ = len(self.feature_names_out_)
+        return self
+
+    def _labels(self, table: pd.DataFrame, y: ArrayLike | None) -> NDArray[np.int64]:
+        if y is not None:
+            labels = np.asarray(y)
+            if labels.shape != (len(table),) or not np.isin(labels, (0, 1, 2)).all():
+                raise ValueError(
+                    f"y must hold one label (0 = A, 1 = B, 2 = tie) per battle: "
+                    f"{len(table)} expected, got shape {labels.shape}."
+                )
+            return labels.astype(np.int64)
+        if "label" not in table.columns:
+            raise ValueError(
+                "no labels: pass y or battles with the target columns "
+                f"{list(CLASSES)} (Kaggle layout) or a 'label' column."
+            )
+        return table["label"].to_numpy(dtype=np.int64)
+
+    def _oof_booster(self, result: FoldResult, X: Any) -> NDArray:
+        if not self.swap_average:
+            return result.oof
+        swapped = np.zeros_like(result.oof)
+        X_swapped = self._swap_features(X)
+        for fold, model in enumerate(result.models):
+            rows = np.flatnonzero(self.folds_ == fold)
+            swapped[rows] = model.predict_proba(X_swapped[rows])
+        return (result.oof + _mirror(swapped)) / 2
+
+    def _fit_head(self, booster_oof: list[NDArray], labels: NDArray) -> None:
+        self.stacker_ = BoosterStacker(method=self.stack_method).fit(
+            booster_oof, labels
+        )
+        stacked = self.stacker_.predict_proba(booster_oof)
+        self.scaler_ = None
+        if self.calibrate:
+            self.scaler_ = TemperatureScaler(per_class_bias=self.per_class_bias)
+            self.scaler_.fit(np.log(np.clip(stacked, _EPS, 1)), labels)
+        self.oof_proba_ = self._head(booster_oof)
+        self.metrics_ = {
+            "n_rows": int(len(labels)),
+            "class_prior": multiclass_log_loss(
+                labels, np.tile(self.train_prior_, (len(labels), 1))
+            ),
+            "boosters": {
+                name: multiclass_log_loss(labels, oof)
+                for name, oof in zip(self.boosters, booster_oof, strict=True)
+            },
+            "stacked": multiclass_log_loss(labels, stacked),
+            "stack_method": self.stacker_.method_,
+            "temperature": None if self.scaler_ is None else self.scaler_.temperature_,
+            "oof_log_loss": multiclass_log_loss(labels, self.oof_proba_),
+            "oof_accuracy": float(np.mean(self.oof_proba_.argmax(axis=1) == labels)),
+        }
+        logger.info("out-of-fold log loss %.4f", self.metrics_["oof_log_loss"])
+
+    def _head_once(self, booster_proba: list[NDArray]) -> NDArray:
+        stacked = self.stacker_.predict_proba(booster_proba)
+        if self.scaler_ is None:
+            return stacked
+        return self.scaler_.predict_proba(np.log(np.clip(stacked, _EPS, 1)))
+
+    def _head(self, booster_proba: list[NDArray]) -> NDArray:
+        """Stack and calibrate; mirror-average so the head keeps the symmetry."""
+        proba = self._head_once(booster_proba)
+        if self.swap_average:
+            mirrored = self._head_once([_mirror(p) for p in booster_proba])
+            proba = (proba + _mirror(mirrored)) / 2
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    # -------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "stacker_"):
+            raise NotFittedError(
+                "This PreferenceModel is not fitted; call fit first (or "
+                "PreferenceModel.load(dir))."
+            )
+
+    def _features(self, battles: Any) -> tuple[pd.DataFrame, FeatureMatrix]:
+        table = self._prepare(battles)
+        return table, self.pipeline_.transform(table)
+
+    def _booster_proba(self, X: Any) -> list[NDArray]:
+        outputs = []
+        X_swapped = self._swap_features(X) if self.swap_average else None
+        for name in self.boosters:
+            result = self.fold_results_[name]
+            proba = result.predict_proba(X)
+            if self.swap_average:
+                proba = (proba + _mirror(result.predict_proba(X_swapped))) / 2
+            outputs.append(proba)
+        return outputs
+
+    def predict_proba(
+        self, battles: Any, *, class_prior: ArrayLike | None = None
+    ) -> NDArray[np.float64]:
+        """Probabilities (n, 3) of A wins, B wins, tie, in :data:`CLASSES` order.
+
+        Parameters
+        ----------
+        battles : DataFrame, list of dict or dict of lists
+            Kaggle layout (JSON strings) or the canonical table.
+        class_prior : array-like of shape (3,), default=None
+            Shift predictions from the training prior to this one (label
+            shift); None uses the prior from :meth:`fit_prior`, if any.
+        """
+        self._check_fitted()
+        table, features = self._features(battles)
+        proba = self._head(self._booster_proba(features.values))
+        prior = class_prior if class_prior is not None else self.target_prior_
+        if prior is not None:
+            proba = adjust_to_prior(proba, self.train_prior_, prior)
+        if self.degenerate_rules:
+            from models.rules import apply_degenerate_rules
+
+            proba = apply_degenerate_rules(table, proba)
+        return proba
+
+    def predict(self, battles: Any) -> NDArray:
+        """Most probable class name per battle."""
+        return self.classes_[self.predict_proba(battles).argmax(axis=1)]
+
+    def fit_prior(self, battles: Any) -> PreferenceModel:
+        """Estimate the class prior of unlabelled battles by EM and use it.
+
+        Preference data drifts (tie rates differ between sources); this
+        re-targets predictions without labels (Saerens et al., 2002).
+        """
+        self._check_fitted()
+        self.target_prior_ = None
+        proba = self.predict_proba(battles)
+        self.target_prior_ = estimate_prior_em(proba, self.train_prior_)
+        return self
+
+    def explain(self, battles: Any, top: int = 5) -> pd.DataFrame:
+        """Each battle's strongest feature contributions to its predicted class.
+
+        Contributions are the boosters' own (LightGBM ``pred_contrib``,
+        XGBoost ``pred_contribs``), in raw-score units, averaged over folds and
+        booster kinds.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``id, predicted, rank, feature, value, contribution``.
+        """
+        self._check_fitted()
+        table, features = self._features(battles)
+        proba = self.predict_proba(table)
+        predicted = proba.argmax(axis=1)
+        contributions = np.mean(
+            [
+                np.mean(
+                    [m.contributions(features.values) for m in result.models], axis=0
+                )
+                for result in self.fold_results_.values()
+            ],
+            axis=0,
+        )[:, :, :-1]
+        values = features.values
+        rows = []
+        for i, cls in enumerate(predicted):
+            row_contrib = contributions[i, cls]
+            order = np.argsort(-np.abs(row_contrib))[:top]
+            row_values = (
+                values[i].toarray().ravel() if hasattr(values, "toarray") else values[i]
+            )
+            for rank, j in enumerate(order, start=1):
+                rows.append(
+                    {
+                        "id": table["id"].iloc[i],
+                        "predicted": CLASSES[cls],
+                        "rank": rank,
+                        "feature": self.feature_names_out_[j],
+                        "value": float(row_values[j]),
+                        "contribution": float(row_contrib[j]),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    # ---------------------------------------------------------- save/load
+    def save(self, directory: str | Path, *, attachments: Path | None = None) -> Path:
+        """Write the model directory (native boosters, JSON state, manifest).
+
+        ``attachments`` (a directory, e.g. the training report) is copied in
+        under ``report/`` and covered by the manifest too.
+        """
+        self._check_fitted()
+
+        def fill(tmp: Path) -> None:
+            if attachments is not None:
+                shutil.copytree(attachments, tmp / "report")
+            self.pipeline_.save_state(tmp / "blocks")
+            booster_dir = tmp / "boosters"
+            booster_dir.mkdir()
+            for name, result in self.fold_results_.items():
+                for fold, model in enumerate(result.models):
+                    model.save(booster_dir, f"{name}-fold{fold}")
+            np.save(tmp / "folds.npy", self.folds_)
+            np.save(tmp / "oof_proba.npy", self.oof_proba_)
+
+        meta = {
+            "params": _json_params(self.get_params()),
+            "classes": list(CLASSES),
+            "feature_names": self.feature_names_out_,
+            "train_prior": self.train_prior_.tolist(),
+            "target_prior": None
+            if self.target_prior_ is None
+            else np.asarray(self.target_prior_).tolist(),
+            "best_iterations": {
+                name: [m.best_iteration_ for m in result.models]
+                for name, result in self.fold_results_.items()
+            },
+            "stacker": self.stacker_.to_dict(),
+            "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
+            "metrics": self.metrics_,
+        }
+        return write_model_dir(directory, fill, meta)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PreferenceModel:
+        """Load a model directory after verifying its manifest and version."""
+        directory = Path(directory)
+        meta = read_model_dir(directory)
+        model = cls(**meta["params"])
+        blocks = model.blocks if model.blocks is not None else DEFAULT_BLOCKS
+        model.pipeline_ = FeaturePipeline.load_state(directory / "blocks", blocks)
+        model.feature_names_out_ = list(meta["feature_names"])
+        model._swap_order, model._swap_sign = swap_permutation(model.feature_names_out_)
+        model.fold_results_ = {}
+        for name, iterations in meta["best_iterations"].items():
+            booster_cls = BOOSTERS[name]
+            models = [
+                booster_cls.load(
+                    directory
+                    / "boosters"
+                    / f"{name}-fold{fold}.{booster_cls.file_name}",
+                    best_iteration,
+                )
+                for fold, best_iteration in enumerate(iterations)
+            ]
+            model.fold_results_[name] = FoldResult(np.empty((0, 3)), models)
+        model.folds_ = np.load(directory / "folds.npy", allow_pickle=False)
+        model.oof_proba_ = np.load(directory / "oof_proba.npy", allow_pickle=False)
+        model.train_prior_ = np.asarray(meta["train_prior"])
+        prior = meta["target_prior"]
+        model.target_prior_ = None if prior is None else np.asarray(prior)
+        model.stacker_ = BoosterStacker.from_dict(meta["stacker"])
+        model.scaler_ = (
+            None
+            if meta["scaler"] is None
+            else TemperatureScaler.from_dict(meta["scaler"])
+        )
+        model.metrics_ = meta["metrics"]
+        model.classes_ = np.asarray(meta["classes"])
+        model.n_features_in_ = len(model.feature_names_out_)
+        return model
+
+
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as plain JSON data (tuples become lists and back on load)."""
+    return json.loads(json.dumps(dict(params)))

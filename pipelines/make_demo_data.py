@@ -1,0 +1,831 @@
+"""Synthetic demo battles in the Kaggle "LMSYS Chatbot Arena" train layout.
+
+The real Kaggle file cannot ship with the project, yet ``make demo`` and the tests
+need a table with the exact columns, the format quirks of the real file and a
+signal that a model can learn. This module writes such a table from templates,
+deterministically for a given seed.
+
+Layout
+------
+``id, model_a, model_b, prompt, response_a, response_b, winner_model_a,
+winner_model_b, winner_tie, source``: the Kaggle train columns plus ``source``.
+``prompt``, ``response_a`` and ``response_b`` are JSON lists of strings, one per
+turn, written with ``json.dumps`` (``ensure_ascii=True``), so non-ASCII text and
+emoji appear as ``\\uXXXX`` escapes and surrogate pairs (``\\ud83c\\udf4d``),
+as in the real file. Ids are unique integers, sorted ascending. The targets are
+one-hot. About 87% of battles are single-turn, the rest have 2 or 3 turns.
+
+Sources (share of rows, tie rate at seed 0, 3,000 rows):
+
+- ``synthetic-chat`` (60%): general questions, mostly English. Ties ~31%.
+- ``synthetic-code`` (25%): coding questions with code blocks. Ties ~25%.
+- ``synthetic-multilingual`` (15%): Chinese, Russian and Spanish. Ties ~38%.
+
+Planted effects
+---------------
+Each side gets a latent score
+``0.55 * log1p(chars) + 0.3 * markdown - 2.0 * refusal - 2.5 * empty
++ model quality + noise`` (``noise ~ N(0, 0.55)``), where ``chars`` counts the
+characters of all string turns, ``markdown`` means a header or a list, a refusal
+is an answer such as "I'm sorry, but I can't help with that." (in four
+languages) and ``empty`` means null, empty or whitespace-only. With
+``d = score_a - score_b + 0.12`` (first-position bias), a battle is a tie with
+probability ``0.08 + (peak - 0.08) * exp(-|d| / 0.8)`` (``peak`` depends on the
+source), otherwise A wins with probability ``sigmoid(d)``. Identical responses
+are a tie with probability 0.85. At 3,000 rows this gives about A 35%, B 33%,
+tie 31%; the longer answer wins ~65% of decisive battles and a one-sided refusal
+loses ~90% of them.
+
+Quirks
+------
+Rates are shares of rows; each quirk gets ``max(round(rate * n_rows),
+min(3, n_rows // 300))`` rows, so at least 3 from 900 rows on. Quirk rows are
+disjoint.
+
+- ``null_turn`` (0.4%): a multi-turn response has a JSON ``null`` turn,
+  ``["Hello", null]``.
+- ``null_response`` (0.4%): one whole response is ``[null]``.
+- ``both_null`` (0.1%): both responses are ``[null]``.
+- ``empty_response`` (0.4%): one response is ``[""]``.
+- ``both_empty`` (0.1%): both responses are ``[""]``.
+- ``whitespace_response`` (0.3%): one response is whitespace only.
+- ``identical_responses`` (2%): both sides give the same response.
+- ``greeting_prompt`` (1.5%): the prompt is ``["hey"]``, ``["hi"]`` or
+  ``["hello"]``, repeated across rows with different labels.
+- ``emoji`` (3%): a prompt or response holds emoji (surrogate pairs in JSON).
+- ``lone_surrogate`` (0.2%): a response holds a lone high surrogate, written as
+  the raw escape ``\\ud83d`` that does not decode.
+- ``invalid_json`` (0.35%): a field is not a JSON list: truncated
+  (``["abc``) or plain text.
+- ``non_string_turn`` (0.2%): a response turn is a number or a nested list.
+- ``turn_mismatch`` (0.3%): a response has fewer or more turns than the
+  prompt.
+- Long fields: from 2,000 rows on, one prompt and one response are longer
+  than 131,072 characters (Python's default csv field limit).
+
+Refusals (~4% of responses) are an effect, not a quirk. Labels are drawn from
+the content before ``non_string_turn``, ``turn_mismatch`` and ``invalid_json``
+corrupt the fields.
+
+Examples
+--------
+>>> battles = make_demo_battles(n_rows=50, seed=0)
+>>> battles.shape
+(50, 10)
+>>> int(battles[list(TARGET_COLUMNS)].sum(axis=1).max())
+1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = tuple(
+    "id model_a model_b prompt response_a response_b "
+    "winner_model_a winner_model_b winner_tie source".split()
+)
+TARGET_COLUMNS: tuple[str, ...] = ("winner_model_a", "winner_model_b", "winner_tie")
+
+QUIRK_RATES: dict[str, float] = {
+    "null_turn": 0.004,
+    "null_response": 0.004,
+    "both_null": 0.001,
+    "empty_response": 0.004,
+    "both_empty": 0.001,
+    "whitespace_response": 0.003,
+    "identical_responses": 0.02,
+    "greeting_prompt": 0.015,
+    "emoji": 0.03,
+    "lone_surrogate": 0.002,
+    "invalid_json": 0.0035,
+    "non_string_turn": 0.002,
+    "turn_mismatch": 0.003,
+}
+LONG_FIELD_MIN_ROWS = 2000
+_LONG_FIELD_CHARS = 135_000
+
+
+@dataclass(frozen=True)
+class _Source:
+    weight: float
+    tie_peak: float
+    code_share: float
+    markdown_rate: float
+    refusal_rate: float
+    languages: tuple[tuple[str, float], ...]
+
+
+_CHAT_LANGUAGES = (("en", 0.92), ("zh", 0.04), ("es", 0.02), ("ru", 0.02))
+_WORLD_LANGUAGES = (("zh", 0.35), ("ru", 0.30), ("es", 0.35))
+# weight, tie_peak, code_share, markdown_rate, refusal_rate, language shares
+_SOURCES: dict[str, _Source] = {
+    "synthetic-chat": _Source(0.60, 0.80, 0.0, 0.35, 0.045, _CHAT_LANGUAGES),
+    "synthetic-code": _Source(0.25, 0.50, 0.85, 0.50, 0.02, (("en", 1.0),)),
+    "synthetic-multilingual": _Source(0.15, 0.98, 0.0, 0.25, 0.04, _WORLD_LANGUAGES),
+}
+
+# (name, quality, verbosity): quality shifts the latent score, verbosity the length.
+_MODELS: tuple[tuple[str, float, float], ...] = (
+    ("aurora-70b-chat", 0.30, 1.3),
+    ("basalt-13b", -0.20, 0.8),
+    ("cirrus-3.5-turbo", 0.10, 1.0),
+    ("delta-7b-instruct", -0.30, 0.7),
+    ("ember-34b", 0.00, 1.1),
+    ("fjord-8x7b", 0.15, 1.2),
+    ("granite-2-mini", -0.15, 0.6),
+    ("helios-1.5-pro", 0.35, 1.5),
+    ("iris-9b-it", -0.05, 0.9),
+    ("juniper-405b", 0.25, 1.4),
+    ("kestrel-4o-mini", 0.05, 1.0),
+    ("lumen-1-preview", 0.20, 1.8),
+)
+
+
+@dataclass(frozen=True)
+class _LabelModel:
+    log_length: float = 0.8
+    markdown: float = 0.3
+    refusal: float = -2.0
+    empty: float = -2.5
+    noise_sd: float = 0.4
+    position_bias: float = 0.12
+    tie_floor: float = 0.06
+    tie_scale: float = 0.6
+    identical_tie: float = 0.85
+
+
+_LABEL_MODEL = _LabelModel()
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    nouns: tuple[str, ...]
+    sentences: tuple[str, ...]
+    prompts: tuple[str, ...]
+    follow_ups: tuple[str, ...]
+    headers: tuple[str, ...]
+    refusals: tuple[str, ...]
+    sentence_joiner: str = " "
+
+
+def _lexicon(joiner: str = " ", **fields: str) -> _Lexicon:
+    """Build a lexicon from ``|``-separated strings, which keeps the tables short."""
+    return _Lexicon(
+        **{name: tuple(text.split("|")) for name, text in fields.items()},
+        sentence_joiner=joiner,
+    )
+
+
+_EN_TOPICS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(topic.split("|"))
+    for topic in (
+        "sourdough bread|a cast-iron pan|knife skills|slow fermentation",
+        "budget travel|a rail pass|jet lag|packing light|travel insurance",
+        "recursion|unit testing|version control|memory management",
+        "the Roman Empire|the printing press|the Silk Road|medieval castles",
+        "black holes|photosynthesis|plate tectonics|the immune system",
+        "index funds|compound interest|a household budget|credit scores",
+        "sleep hygiene|strength training|stress management|hydration",
+        "jazz improvisation|watercolor painting|film noir|haiku",
+        "houseplants|a job interview|public speaking|remote work",
+    )
+)
+_EN_ADJECTIVES = "careful gradual practical structured flexible simple thorough".split()
+
+_LEXICONS: dict[str, _Lexicon] = {
+    "en": _lexicon(
+        nouns="|".join(noun for topic in _EN_TOPICS for noun in topic),
+        sentences="{Noun} is often misunderstood, but the core idea is simple."
+        "|A good first step is to look at how {noun} relates to {noun2}."
+        "|In practice, most people start with {noun} and refine it over time."
+        "|The main trade-off is between {adj} results and the time it takes."
+        "|Keep in mind that {noun} depends heavily on context."
+        "|Many experts recommend practising {noun} a little every day."
+        "|If you are unsure, compare {noun} with {noun2} side by side."
+        "|This is why {noun} matters more than it first appears."
+        "|One common mistake is to ignore {noun} entirely."
+        "|Historically, {noun} developed alongside {noun2}."
+        "|You can think of {noun} as a {adj} version of {noun2}."
+        "|For beginners, a {adj} approach to {noun} works best."
+        "|The evidence on {noun} is mixed, so be careful with strong claims."
+        "|Overall, {noun} rewards patience and careful observation."
+        "|It also helps to write down what you learn about {noun}.",
+        prompts="Explain {noun} to a complete beginner."
+        "|What is the difference between {noun} and {noun2}?"
+        "|Write a short poem about {noun}.|Give me three practical tips for {noun}."
+        "|Can you summarize the history of {noun}?"
+        "|Is {noun} worth learning? Why or why not?"
+        "|How would you explain {noun} to a ten-year-old?"
+        "|What are the pros and cons of {noun}?",
+        follow_ups="Can you make it shorter?|Give me a concrete example."
+        "|Thanks! What about {noun2}?|Now rewrite that as a bulleted list."
+        "|Why is that?",
+        headers="Overview|Key points|Step-by-step|Summary|Details",
+        refusals="I'm sorry, but I can't help with that."
+        "|As an AI language model, I cannot provide advice about {noun}."
+        "|As an AI language model, I cannot assist with this request."
+        "|I'm sorry, but I cannot fulfill this request."
+        "|I apologize, but I am not able to help with that.",
+    ),
+    "zh": _lexicon(
+        joiner="",
+        nouns="机器学习|中国历史|健康饮食|时间管理|量子计算|古典诗词"
+        "|城市交通|气候变化|个人理财|编程入门|跑步训练|咖啡文化",
+        sentences="{noun}是一个值得深入了解的话题。|首先，我们需要理解{noun}的基本概念。"
+        "|在实际生活中，{noun}和{noun2}往往密切相关。"
+        "|很多人在学习{noun}时会犯一些常见的错误。|总的来说，{noun}需要耐心和持续的练习。"
+        "|专家建议从简单的{noun}入手，然后逐步深入。|需要注意的是，{noun}的效果因人而异。"
+        "|从历史上看，{noun}的发展与{noun2}有很大关系。",
+        prompts="请解释一下{noun}。|{noun}和{noun2}有什么区别？|给我三个关于{noun}的建议。"
+        "|写一首关于{noun}的短诗。|如何开始学习{noun}？",
+        follow_ups="能再简短一点吗？|请举个例子。|那{noun2}呢？",
+        headers="概述|要点|总结",
+        refusals="抱歉，我不能帮助您完成这个请求。|抱歉，我不能提供关于{noun}的信息。"
+        "|作为一个人工智能语言模型，我无法回答这个问题。",
+    ),
+    "ru": _lexicon(
+        nouns="машинное обучение|история России|здоровое питание|управление временем"
+        "|квантовые вычисления|изменение климата|личные финансы|программирование"
+        "|классическая литература",
+        sentences="Тема «{noun}» заслуживает внимательного изучения."
+        "|Во-первых, важно понять основные идеи темы «{noun}»."
+        "|На практике «{noun}» и «{noun2}» часто связаны между собой."
+        "|Многие новички ошибаются, когда начинают изучать «{noun}»."
+        "|В целом, «{noun}» требует терпения и регулярной практики."
+        "|Эксперты советуют начинать с простых шагов."
+        "|Важно помнить, что результаты зависят от контекста.",
+        prompts="Объясни, что такое «{noun}».|Чем «{noun}» отличается от «{noun2}»?"
+        "|Дай три совета по теме «{noun}».|Напиши короткое стихотворение про «{noun}».",
+        follow_ups="Можно короче?|Приведи пример.|А как насчёт «{noun2}»?",
+        headers="Обзор|Основные моменты|Итог",
+        refusals="Извините, я не могу помочь с этим запросом."
+        "|Извините, я не могу ответить на вопрос о «{noun}»."
+        "|Как языковая модель ИИ, я не могу этого сделать.",
+    ),
+    "es": _lexicon(
+        nouns="el aprendizaje automático|la historia de España|el cambio climático"
+        "|la alimentación saludable|la gestión del tiempo|la programación"
+        "|las finanzas personales|la poesía clásica|la computación cuántica",
+        sentences="{Noun} es un tema que merece atención."
+        "|En primer lugar, es importante entender los conceptos de {noun}."
+        "|En la práctica, {noun} y {noun2} suelen estar relacionados."
+        "|Muchas personas cometen errores al empezar con {noun}."
+        "|En general, {noun} requiere paciencia y práctica constante."
+        "|Los expertos recomiendan empezar poco a poco."
+        "|Hay que tener en cuenta que los resultados dependen del contexto.",
+        prompts="Explícame {noun} de forma sencilla."
+        "|¿Cuál es la diferencia entre {noun} y {noun2}?"
+        "|Dame tres consejos sobre {noun}.|Escribe un poema corto sobre {noun}.",
+        follow_ups="¿Puedes resumirlo?|Dame un ejemplo.|¿Y qué hay de {noun2}?",
+        headers="Resumen|Puntos clave|Conclusión",
+        refusals="Lo siento, pero no puedo ayudar con eso."
+        "|Como modelo de lenguaje de IA, no puedo hacer eso.",
+    ),
+}
+
+_CODE_TASKS = tuple(
+    tuple(pair.split(":"))
+    for pair in (
+        "removes duplicates from a list:dedupe|reverses a string:reverse_text"
+        "|checks whether a number is prime:is_prime"
+        "|merges two sorted lists:merge_sorted|counts word frequencies:word_counts"
+        "|flattens a nested list:flatten|computes a moving average:moving_average"
+    ).split("|")
+)
+_CODE_PROMPTS = (
+    "Write a {lang} function that {task}.|How do I write code that {task} in {lang}?"
+    "|My {lang} function that {task} is too slow. How can I speed it up?"
+    "|Explain step by step how to implement something that {task}."
+).split("|")
+_CODE_SENTENCES = (
+    "The function below {task}.|It runs in linear time for typical inputs."
+    "|Edge cases such as empty input are handled explicitly."
+    "|You can test it with a few small examples first."
+    "|If performance matters, avoid copying the data more than once."
+    "|This version favours readability over cleverness."
+    "|Make sure to add unit tests for the tricky cases."
+    "|Note that the order of the original items is preserved."
+).split("|")
+# Snippets use `{fname}` placeholders filled with str.replace: they contain braces.
+_CODE_SNIPPETS: dict[str, str] = {
+    "Python": "def {fname}(items):\n    seen = set()\n    result = []\n"
+    "    for item in items:\n        if item not in seen:\n"
+    "            seen.add(item)\n            result.append(item)\n    return result",
+    "JavaScript": "function {fname}(items) {\n"
+    "  return items.filter((item, i) => items.indexOf(item) === i);\n}",
+    "SQL": "SELECT name, COUNT(*) AS total\nFROM orders\nGROUP BY name\n"
+    "ORDER BY total DESC;",
+    "Rust": "fn {fname}(items: &[i32]) -> Vec<i32> {\n"
+    "    let mut out = items.to_vec();\n    out.sort();\n    out.dedup();\n    out\n}",
+}
+_GREETINGS = ("hey", "hi", "hello")
+_GREETING_REPLIES = (
+    "Hello! How can I help you today?|Hi there! What can I do for you?"
+    "|Hey! How's it going?|Hello! Is there anything you would like to talk about?"
+).split("|")
+_EMOJI = ("\U0001f34d", "\U0001f600", "\U0001f680", "\U0001f389", "\U0001f44d")
+_EMOJI += ("\U0001f914", "\U0001f525", "\U0001f30d", "\U0001f4da", "\u2728")
+_WHITESPACE = (" ", "\n", "  \n\n ", "\t", "\n\n")
+_MARKDOWN_PATTERN = re.compile(r"(?m)^(#{1,6} |\s*[-*] |\s*\d+\. )")
+
+
+def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _fill(template: str, noun: str, noun2: str, adj: str) -> str:
+    capital = noun[:1].upper() + noun[1:]
+    return template.format(noun=noun, noun2=noun2, Noun=capital, adj=adj)
+
+
+def _n_sentences(rng: np.random.Generator, verbosity: float, base: float) -> int:
+    return int(np.clip(round(rng.lognormal(math.log(base * verbosity), 0.7)), 1, 60))
+
+
+def _sentences(
+    rng: np.random.Generator, lexicon: _Lexicon, nouns: Sequence[str], count: int
+) -> list[str]:
+    pool = lexicon.sentences
+    sizes = [len(pool), len(nouns), len(nouns), len(_EN_ADJECTIVES)]
+    # One draw per batch, not per word: this loop dominates the run time.
+    picks = rng.integers(0, sizes, size=(count, 4)).tolist()
+    return [
+        _fill(pool[t], nouns[a], nouns[b], _EN_ADJECTIVES[c]) for t, a, b, c in picks
+    ]
+
+
+def _layout(
+    rng: np.random.Generator, lexicon: _Lexicon, sentences: list[str], markdown: bool
+) -> str:
+    """Arrange sentences as paragraphs, or as markdown with a header and a list."""
+    join = lexicon.sentence_joiner
+    if not markdown or len(sentences) < 3:
+        blocks = [join.join(sentences[i : i + 3]) for i in range(0, len(sentences), 3)]
+        if len(blocks) > 1 and rng.random() < 0.15:
+            blocks[-1] = f"**{blocks[-1]}**"
+        return "\n\n".join(blocks)
+    blocks = []
+    if rng.random() < 0.6:
+        blocks.append(f"## {_pick(rng, lexicon.headers)}")
+    blocks.append(sentences[0])
+    numbered = rng.random() < 0.4
+    items = [
+        (f"{k}. " if numbered else "- ") + (f"**{s}**" if rng.random() < 0.2 else s)
+        for k, s in enumerate(sentences[1:-1], start=1)
+    ]
+    blocks.append("\n".join(items))
+    blocks.append(sentences[-1])
+    return "\n\n".join(blocks)
+
+
+def _code_answer(
+    rng: np.random.Generator,
+    task: str,
+    fname: str,
+    lang: str,
+    verbosity: float,
+    markdown: bool,
+) -> str:
+    count = _n_sentences(rng, verbosity, 3.0)
+    sentences = [_pick(rng, _CODE_SENTENCES).format(task=task) for _ in range(count)]
+    intro = sentences[0]
+    rest = _layout(rng, _LEXICONS["en"], sentences[1:], markdown) if count > 1 else ""
+    if rng.random() < 0.15:
+        return "\n\n".join(part for part in (intro, rest) if part)
+    code = _CODE_SNIPPETS[lang].replace("{fname}", fname)
+    block = f"```{lang.lower()}\n{code}\n```"
+    return "\n\n".join(part for part in (intro, block, rest) if part)
+
+
+@dataclass
+class _Draft:
+    source: str
+    model_a: int
+    model_b: int
+    prompt: list[object]
+    responses: list[list[object]]
+    refusal: list[bool]
+
+
+def _draft_battle(rng: np.random.Generator, quirk: str | None) -> _Draft:
+    names = list(_SOURCES)
+    weights = np.array([_SOURCES[name].weight for name in names])
+    source_name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+    source = _SOURCES[source_name]
+    languages, shares = zip(*source.languages, strict=True)
+    language = languages[int(rng.choice(len(languages), p=np.array(shares)))]
+    if quirk == "greeting_prompt":
+        language = "en"
+    model_a, model_b = (int(k) for k in rng.choice(len(_MODELS), size=2, replace=False))
+    if quirk in {"null_response", "both_null", "greeting_prompt"}:
+        n_turns = 1
+    elif quirk == "null_turn":
+        n_turns = 2 + int(rng.random() < 0.3)
+    else:
+        n_turns = int(rng.choice(3, p=[0.87, 0.09, 0.04])) + 1
+    coding = language == "en" and rng.random() < source.code_share
+    lexicon = _LEXICONS[language]
+    if language == "en":
+        nouns: Sequence[str] = _EN_TOPICS[int(rng.integers(len(_EN_TOPICS)))]
+    else:
+        nouns = lexicon.nouns
+    task, fname = _CODE_TASKS[int(rng.integers(len(_CODE_TASKS)))]
+    code_lang = _pick(rng, tuple(_CODE_SNIPPETS))
+
+    prompt: list[object] = []
+    for turn in range(n_turns):
+        if quirk == "greeting_prompt":
+            prompt.append(_pick(rng, _GREETINGS))
+        elif turn == 0 and coding:
+            prompt.append(_pick(rng, _CODE_PROMPTS).format(lang=code_lang, task=task))
+        else:
+            templates = lexicon.prompts if turn == 0 else lexicon.follow_ups
+            noun, noun2 = _pick(rng, nouns), _pick(rng, nouns)
+            prompt.append(_fill(_pick(rng, templates), noun, noun2, "simple"))
+
+    responses: list[list[object]] = []
+    refusal: list[bool] = []
+    quirk_side = int(rng.integers(2))
+    for side, model in enumerate((model_a, model_b)):
+        verbosity = _MODELS[model][2]
+        turns: list[object] = []
+        for _ in range(n_turns):
+            markdown = rng.random() < source.markdown_rate
+            if quirk == "greeting_prompt":
+                extra = _sentences(
+                    rng, lexicon, nouns, _n_sentences(rng, verbosity, 1.0) - 1
+                )
+                turns.append(" ".join([_pick(rng, _GREETING_REPLIES), *extra]))
+            elif coding:
+                turns.append(
+                    _code_answer(rng, task, fname, code_lang, verbosity, markdown)
+                )
+            else:
+                count = _n_sentences(rng, verbosity, 6.0)
+                sentences = _sentences(rng, lexicon, nouns, count)
+                turns.append(_layout(rng, lexicon, sentences, markdown))
+        refused = rng.random() < source.refusal_rate
+        if refused:
+            text = _fill(_pick(rng, lexicon.refusals), _pick(rng, nouns), "", "")
+            if rng.random() < 0.3:
+                text += lexicon.sentence_joiner + _sentences(rng, lexicon, nouns, 1)[0]
+            turns[-1] = text
+        side_quirk = quirk in {"both_null", "both_empty"} or side == quirk_side
+        if quirk in {"null_response", "both_null"} and side_quirk:
+            turns, refused = [None] * n_turns, False
+        elif quirk in {"empty_response", "both_empty"} and side_quirk:
+            turns, refused = [""] * n_turns, False
+        elif quirk == "whitespace_response" and side_quirk:
+            turns, refused = [_pick(rng, _WHITESPACE) for _ in range(n_turns)], False
+        elif quirk == "null_turn" and side_quirk:
+            turns[-1], refused = None, False
+        responses.append(turns)
+        refusal.append(refused)
+
+    if quirk == "identical_responses":
+        responses[1], refusal[1] = list(responses[0]), refusal[0]
+    elif quirk == "emoji":
+        target = [prompt, *responses][int(rng.integers(3))]
+        turn = int(rng.integers(len(target)))
+        emoji = "".join(_pick(rng, _EMOJI) for _ in range(1 + int(rng.integers(3))))
+        target[turn] = (
+            f"{target[turn]} {emoji}"
+            if rng.random() < 0.7
+            else f"{emoji} {target[turn]}"
+        )
+    elif quirk == "lone_surrogate":
+        turns = responses[int(rng.integers(2))]
+        text = str(turns[-1])
+        cut = int(rng.integers(len(text) + 1))
+        turns[-1] = text[:cut] + "\ud83d" + text[cut:]
+    elif quirk == "long_prompt":
+        prompt[0] = _long_log(rng) + "\n\n" + str(prompt[0])
+    elif quirk == "long_response":
+        sentence = _sentences(rng, lexicon, nouns, 1)[0]
+        # Measure the JSON text: non-ASCII letters take six characters there.
+        repeats = _LONG_FIELD_CHARS // len(json.dumps(sentence)) + 1
+        responses[0][-1] = " ".join([sentence] * repeats)
+    return _Draft(source_name, model_a, model_b, prompt, responses, refusal)
+
+
+def _long_log(rng: np.random.Generator) -> str:
+    """A pasted server log, the usual reason for a prompt past the csv field limit."""
+    lines: list[str] = []
+    size = 0
+    while size < _LONG_FIELD_CHARS:
+        line = (
+            f"2024-05-{int(rng.integers(1, 29)):02d} {int(rng.integers(24)):02d}:"
+            f"{int(rng.integers(60)):02d}:{int(rng.integers(60)):02d} INFO worker-"
+            f"{int(rng.integers(16))} processed batch {int(rng.integers(10**6))} in "
+            f"{rng.random():.2f} s"
+        )
+        lines.append(line)
+        size += len(line) + 1
+    return "\n".join(lines)
+
+
+def _side_features(turns: Sequence[object]) -> tuple[int, bool, bool]:
+    texts = [turn for turn in turns if isinstance(turn, str)]
+    chars = sum(len(text) for text in texts)
+    markdown = any(_MARKDOWN_PATTERN.search(text) for text in texts)
+    empty = not any(text.strip() for text in texts)
+    return chars, markdown, empty
+
+
+def _draw_labels(
+    rng: np.random.Generator,
+    drafts: Sequence[_Draft],
+    model: _LabelModel = _LABEL_MODEL,
+) -> np.ndarray:
+    """Draw A/B/tie (0/1/2) from the latent score of each side."""
+    n_rows = len(drafts)
+    scores = np.zeros((n_rows, 2))
+    for row, draft in enumerate(drafts):
+        for side, model_index in enumerate((draft.model_a, draft.model_b)):
+            chars, markdown, empty = _side_features(draft.responses[side])
+            scores[row, side] = (
+                model.log_length * math.log1p(chars)
+                + model.markdown * markdown
+                + model.refusal * draft.refusal[side]
+                + model.empty * empty
+                + _MODELS[model_index][1]
+            )
+    scores += rng.normal(0.0, model.noise_sd, size=(n_rows, 2))
+    diff = scores[:, 0] - scores[:, 1] + model.position_bias
+    peak = np.array([_SOURCES[draft.source].tie_peak for draft in drafts])
+    p_tie = model.tie_floor + (peak - model.tie_floor) * np.exp(
+        -np.abs(diff) / model.tie_scale
+    )
+    p_a = (1.0 - p_tie) / (1.0 + np.exp(-diff))
+    identical = np.array([draft.responses[0] == draft.responses[1] for draft in drafts])
+    p_tie = np.where(identical, model.identical_tie, p_tie)
+    p_a = np.where(identical, (1.0 - model.identical_tie) * 0.53, p_a)
+    uniform = rng.random(n_rows)
+    return np.where(uniform < p_a, 0, np.where(uniform < 1.0 - p_tie, 1, 2))
+
+
+def _corrupt_turns(rng: np.random.Generator, draft: _Draft, quirk: str | None) -> None:
+    """Apply the quirks that break the turn structure, after labelling."""
+    turns = draft.responses[int(rng.integers(2))]
+    if quirk == "non_string_turn":
+        odd: list[object] = [42, 3.5, ["step one", "step two"], [1, 2, 3]]
+        turns[int(rng.integers(len(turns)))] = odd[int(rng.integers(len(odd)))]
+    elif quirk == "turn_mismatch":
+        if len(turns) > 1:
+            del turns[int(rng.integers(len(turns)))]
+        else:
+            turns.append(_pick(rng, _LEXICONS["en"].follow_ups).format(noun2="that"))
+
+
+def _broken_json(rng: np.random.Generator, field: str, truncate: bool) -> str:
+    """A field that is not a JSON list: truncated, or plain text."""
+    if truncate:
+        return field[: int(rng.integers(2, max(3, len(field) - 1)))]
+    nouns = _EN_TOPICS[int(rng.integers(len(_EN_TOPICS)))]
+    return " ".join(_sentences(rng, _LEXICONS["en"], nouns, 1 + int(rng.integers(3))))
+
+
+def _quirk_plan(rng: np.random.Generator, n_rows: int) -> list[str | None]:
+    """Assign each quirk to its own rows, disjoint from the other quirks."""
+    plan: list[str | None] = [None] * n_rows
+    order = iter(rng.permutation(n_rows).tolist())
+    wanted = [
+        (name, max(round(rate * n_rows), min(3, n_rows // 300)))
+        for name, rate in QUIRK_RATES.items()
+    ]
+    if n_rows >= LONG_FIELD_MIN_ROWS:
+        wanted += [("long_prompt", 1), ("long_response", 1)]
+    for name, count in wanted:
+        for _ in range(count):
+            row = next(order, None)
+            if row is None:
+                return plan
+            plan[row] = name
+    return plan
+
+
+def _unique_ids(rng: np.random.Generator, n_rows: int) -> np.ndarray:
+    ids = np.empty(0, dtype=np.int64)
+    while ids.size < n_rows:
+        draw = rng.integers(30_000, 2**32, size=n_rows - ids.size + 8)
+        ids = np.unique(np.concatenate([ids, draw]))
+    return np.sort(rng.choice(ids, size=n_rows, replace=False))
+
+
+def make_demo_battles(
+    n_rows: int = 3000, seed: int = 0, *, progress: bool = False
+) -> pd.DataFrame:
+    """Generate synthetic battles in the Kaggle train layout, with its quirks.
+
+    The labels follow planted effects (longer answers, markdown, refusals, empty
+    answers, position bias, ties between close answers), so a model on simple
+    text features learns something real. See the module docstring for the
+    effects and quirk rates.
+
+    Parameters
+    ----------
+    n_rows : int, default=3000
+        Number of battles. Must be >= 1.
+    seed : int, default=0
+        Seed of the ``numpy.random.Generator``; the same seed gives the same table.
+    progress : bool, default=False
+        Show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``id, model_a, model_b, prompt, response_a, response_b,
+        winner_model_a, winner_model_b, winner_tie, source``.
+
+    Raises
+    ------
+    TypeError
+        If ``n_rows`` or ``seed`` is not an integer.
+    ValueError
+        If ``n_rows`` < 1 or ``seed`` < 0.
+
+    Examples
+    --------
+    >>> battles = make_demo_battles(n_rows=20, seed=1)
+    >>> list(battles.columns[:3])
+    ['id', 'model_a', 'model_b']
+    >>> battles["prompt"].str.startswith("[").mean() > 0.5
+    True
+    """
+    for name, value in (("n_rows", n_rows), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(
+                f"make_demo_battles: {name} must be an integer. Got {value!r}."
+            )
+    if n_rows < 1:
+        raise ValueError(f"make_demo_battles: n_rows must be >= 1. Got {n_rows!r}.")
+    if seed < 0:
+        raise ValueError(f"make_demo_battles: seed must be >= 0. Got {seed!r}.")
+    rng = np.random.default_rng(seed)
+    plan = _quirk_plan(rng, n_rows)
+    drafts = [
+        _draft_battle(rng, quirk)
+        for quirk in tqdm(plan, desc="demo battles", unit="row", disable=not progress)
+    ]
+    labels = _draw_labels(rng, drafts)
+    fields: dict[str, list[str]] = {"prompt": [], "response_a": [], "response_b": []}
+    n_broken = 0
+    for draft, quirk in zip(drafts, plan, strict=True):
+        _corrupt_turns(rng, draft, quirk)
+        texts = [json.dumps(turns) for turns in (draft.prompt, *draft.responses)]
+        if quirk == "invalid_json":
+            # Alternate the two kinds so that both appear in small tables too.
+            broken = int(rng.integers(3))
+            texts[broken] = _broken_json(rng, texts[broken], n_broken % 2 == 0)
+            n_broken += 1
+        for key, text in zip(fields, texts, strict=True):
+            fields[key].append(text)
+    one_hot = np.eye(3, dtype=np.int64)[labels]
+    return pd.DataFrame(
+        {
+            "id": _unique_ids(rng, n_rows),
+            "model_a": [_MODELS[draft.model_a][0] for draft in drafts],
+            "model_b": [_MODELS[draft.model_b][0] for draft in drafts],
+            **fields,
+            "winner_model_a": one_hot[:, 0],
+            "winner_model_b": one_hot[:, 1],
+            "winner_tie": one_hot[:, 2],
+            "source": [draft.source for draft in drafts],
+        },
+        columns=list(COLUMNS),
+    )
+
+
+def _write_csv_atomic(frame: pd.DataFrame, out: Path) -> None:
+    """Write ``frame`` to ``out`` as CSV via a temporary file and ``os.replace``.
+
+    Readers never see a half-written file, and a failed write leaves any old file
+    in place.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Table to write, without its index.
+    out : pathlib.Path
+        Destination; missing parent directories are created.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{out.name}.", suffix=".tmp", dir=out.parent
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            frame.to_csv(stream, index=False)
+        # mkstemp creates the file as 0600; give it the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)
+        os.replace(temp_name, out)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.make_demo_data",
+        description=(
+            "Write synthetic chatbot battles in the Kaggle 'LMSYS Chatbot Arena' "
+            "train.csv layout (plus a 'source' column), with the real file's quirks "
+            "and planted effects a model can learn."
+        ),
+    )
+    parser.add_argument(
+        "--out",
+        metavar="PATH",
+        type=Path,
+        required=True,
+        help="CSV file to write; parent directories are created.",
+    )
+    parser.add_argument(
+        "--n-rows",
+        metavar="N",
+        type=int,
+        default=3000,
+        help="number of battles (default: 3000).",
+    )
+    parser.add_argument(
+        "--seed",
+        metavar="S",
+        type=int,
+        default=0,
+        help="random seed; same seed, same file (default: 0).",
+    )
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "--verbose", action="store_true", help="log progress and show a progress bar."
+    )
+    loudness.add_argument(
+        "--quiet", action="store_true", help="log warnings and errors only."
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line: generate battles, write the CSV, print a summary.
+
+    Parameters
+    ----------
+    argv : sequence of str or None, default=None
+        Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        Exit status, 0 on success.
+    """
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    level = (
+        logging.DEBUG
+        if args.verbose
+        else logging.WARNING
+        if args.quiet
+        else logging.INFO
+    )
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.n_rows < 1:
+        parser.error(f"--n-rows must be >= 1. Got {args.n_rows}.")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0. Got {args.seed}.")
+    started = time.perf_counter()
+    battles = make_demo_battles(args.n_rows, args.seed, progress=args.verbose)
+    logger.info(
+        "make_demo_data: %s rows generated in %.1f s",
+        f"{len(battles):,}",
+        time.perf_counter() - started,
+    )
+    _write_csv_atomic(battles, args.out)
+    shares = battles[list(TARGET_COLUMNS)].mean()
+    print(
+        f"wrote {len(battles):,} rows (A {shares['winner_model_a']:.1%}, "
+        f"B {shares['winner_model_b']:.1%}, tie {shares['winner_tie']:.1%}) "
+        f"to {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
