@@ -402,7 +402,9 @@ def battles_from_arena_conversations(frame: pd.DataFrame) -> pd.DataFrame:
                 f"of {list(_ARENA_WINNERS)}. Fix or drop those rows."
             )
         out["label"] = winners.map(_ARENA_WINNERS).astype(np.int64)
-    out = out.drop(columns=["conversation_a", "conversation_b", "winner"], errors="ignore")
+    out = out.drop(
+        columns=["conversation_a", "conversation_b", "winner"], errors="ignore"
+    )
     return _finish(out, RepairReport())
 
 
@@ -415,7 +417,9 @@ def _split_dialogue(text: str) -> tuple[list[str], list[str]]:
     return human, assistant
 
 
-def battles_from_preference_pairs(frame: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+def battles_from_preference_pairs(
+    frame: pd.DataFrame, *, seed: int = 0
+) -> pd.DataFrame:
     """Canonical table from chosen/rejected dialogue pairs (HH-RLHF style).
 
     Both dialogues share the prompt turns; the chosen one is put on side A or
@@ -448,7 +452,9 @@ def battles_from_preference_pairs(frame: pd.DataFrame, *, seed: int = 0) -> pd.D
         if given_prompt is not None and not human:
             human = [given_prompt]
         prompts.append(human or [""])
-        first, second = (rejected_turns, chosen_turns) if flip else (chosen_turns, rejected_turns)
+        first, second = (
+            (rejected_turns, chosen_turns) if flip else (chosen_turns, rejected_turns)
+        )
         resp_a.append(first or [""])
         resp_b.append(second or [""])
     out["prompt"], out["response_a"], out["response_b"] = prompts, resp_a, resp_b

@@ -69,7 +69,9 @@ class FeaturePipeline:
 
     def _run(self, battles: pd.DataFrame, *, fit: bool) -> FeatureMatrix:
         if not fit and not hasattr(self, "blocks_"):
-            raise RuntimeError("FeaturePipeline is not fitted; call fit_transform first.")
+            raise RuntimeError(
+                "FeaturePipeline is not fitted; call fit_transform first."
+            )
         if fit:
             self.blocks_ = {
                 name: make_block(name, params) for name, params in self.blocks.items()
@@ -109,7 +111,9 @@ class FeaturePipeline:
         self, block: FeatureBlock, battles: pd.DataFrame, fingerprint: str, *, fit: bool
     ) -> tuple[FeatureMatrix, bool]:
         if self.store is None:
-            return (block.fit_transform(battles) if fit else block.transform(battles)), False
+            return (
+                block.fit_transform(battles) if fit else block.transform(battles)
+            ), False
         mode = "fit" if fit else f"transform:{state_fingerprint(block)}"
         key = block_key(block, fingerprint, mode)
         entry = self.store.load(key)
@@ -138,11 +142,19 @@ class FeaturePipeline:
             block_dir.mkdir(parents=True, exist_ok=True)
             state, arrays = block.get_state()
             write_state(block_dir, state, arrays)
-            meta = {"name": name, "version": block.version, "params": block.get_params()}
-            (block_dir / "block.json").write_text(json.dumps(meta, indent=1, default=str))
+            meta = {
+                "name": name,
+                "version": block.version,
+                "params": block.get_params(),
+            }
+            (block_dir / "block.json").write_text(
+                json.dumps(meta, indent=1, default=str)
+            )
 
     @classmethod
-    def load_state(cls, directory: Path, blocks: Mapping[str, Mapping[str, Any]]) -> FeaturePipeline:
+    def load_state(
+        cls, directory: Path, blocks: Mapping[str, Mapping[str, Any]]
+    ) -> FeaturePipeline:
         """Rebuild a fitted pipeline from :meth:`save_state` output."""
         pipeline = cls(blocks)
         pipeline.blocks_ = {}

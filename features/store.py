@@ -100,7 +100,9 @@ def _load_matrix(directory: Path) -> FeatureMatrix:
 def write_state(directory: Path, state: dict[str, Any], arrays: dict[str, Any]) -> None:
     """Write a block's state as ``state.json`` plus ``state_arrays.npz``."""
     (directory / "state.json").write_text(json.dumps(state, ensure_ascii=True))
-    np.savez(directory / "state_arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(
+        directory / "state_arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()}
+    )
 
 
 def read_state(directory: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -208,7 +210,9 @@ class FeatureStore:
             shutil.rmtree(directory, ignore_errors=True)
             return None
         state, arrays = read_state(directory)
-        return CacheEntry(_load_matrix(directory), state, arrays, manifest.get("meta", {}))
+        return CacheEntry(
+            _load_matrix(directory), state, arrays, manifest.get("meta", {})
+        )
 
     def save(
         self,
@@ -233,5 +237,7 @@ class FeatureStore:
         if not self.root.exists():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".")
         )

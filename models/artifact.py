@@ -41,7 +41,8 @@ def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> P
     def _fill(tmp: Path) -> None:
         fill(tmp)
         payload = {"format_version": FORMAT_VERSION, **meta}
-        (tmp / MODEL_FILE).write_text(json.dumps(payload, indent=1, sort_keys=True))
+        # Key order matters (block order = column order): never sort keys here.
+        (tmp / MODEL_FILE).write_text(json.dumps(payload, indent=1))
         write_manifest(tmp, {"format_version": FORMAT_VERSION})
 
     if final.exists():

@@ -32,7 +32,9 @@ def length_logreg_oof(
     return np.clip(oof, 1e-15, 1)
 
 
-def prior_oof(labels: NDArray[np.int64], folds: NDArray[np.int64]) -> NDArray[np.float64]:
+def prior_oof(
+    labels: NDArray[np.int64], folds: NDArray[np.int64]
+) -> NDArray[np.float64]:
     """Out-of-fold class prior: each fold predicts the others' class shares."""
     oof = np.zeros((len(labels), 3))
     for fold in np.unique(folds):

@@ -174,7 +174,8 @@ class PreferenceModel(BaseEstimator):
             )
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
             raise ValueError(
-                f"The 'n_folds' of PreferenceModel must be an int >= 2. Got {self.n_folds!r}."
+                "The 'n_folds' of PreferenceModel must be an int >= 2. "
+                f"Got {self.n_folds!r}."
             )
 
     def _prepare(self, battles: Any) -> pd.DataFrame:
@@ -452,6 +453,7 @@ class PreferenceModel(BaseEstimator):
         meta = {
             "params": _json_params(self.get_params()),
             "classes": list(CLASSES),
+            "block_order": list(self.pipeline_.blocks_),
             "feature_names": self.feature_names_out_,
             "train_prior": self.train_prior_.tolist(),
             "target_prior": None
@@ -474,6 +476,7 @@ class PreferenceModel(BaseEstimator):
         meta = read_model_dir(directory)
         model = cls(**meta["params"])
         blocks = model.blocks if model.blocks is not None else DEFAULT_BLOCKS
+        blocks = {name: blocks[name] for name in meta["block_order"]}
         model.pipeline_ = FeaturePipeline.load_state(directory / "blocks", blocks)
         model.feature_names_out_ = list(meta["feature_names"])
         model._swap_order, model._swap_sign = swap_permutation(model.feature_names_out_)

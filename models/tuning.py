@@ -237,6 +237,13 @@ def _make_pruner() -> optuna.pruners.BasePruner:
     )
 
 
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
 def _open_storage(url: str) -> tuple[optuna.storages.RDBStorage, str]:
     """The RDB storage and its URL with any password hidden (for messages)."""
     try:
@@ -486,16 +493,16 @@ def tune_boosters(
         "best_params": {name: {} for name in split},
         "best_value": {name: None for name in split},
         "n_trials": {name: {"complete": 0, "pruned": 0, "failed": 0} for name in split},
-        "storage": tuning.storage,
+        "storage": _hide_password(tuning.storage),
         "studies": studies,
         "split": split,
     }
     if not spaces:
         return summary
     deadline = None if timeout is None else time.monotonic() + timeout
+    storage, summary["storage"] = _open_storage(tuning.storage)
     previous_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, summary["storage"] = _open_storage(tuning.storage)
     try:
         # Open and check every study first: a bad space fails before any training.
         opened = {}

@@ -47,9 +47,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         help="override one config key (repeatable), e.g. --set training.n_folds=3",
     )
     verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument(
-        "--verbose", action="store_true", help="debug logging"
-    )
+    verbosity.add_argument("--verbose", action="store_true", help="debug logging")
     verbosity.add_argument(
         "--quiet", action="store_true", help="warnings only, no progress bars"
     )
@@ -58,9 +56,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 def setup_logging(args: argparse.Namespace) -> None:
     """Configure the root logger from --verbose/--quiet (entry points only)."""
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    level = (
+        logging.DEBUG
+        if args.verbose
+        else logging.WARNING
+        if args.quiet
+        else logging.INFO
+    )
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
 
 
@@ -89,8 +95,11 @@ def load_inputs(args: argparse.Namespace, *, labelled: bool | None):
     return config, battles, data_path
 
 
-def run_cli(main: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
-            argv: Sequence[str] | None) -> int:
+def run_cli(
+    main: Callable[[argparse.Namespace], int],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+) -> int:
     """Parse, set up logging, run; user errors become one line and exit code 2."""
     args = parser.parse_args(argv)
     setup_logging(args)
@@ -102,7 +111,9 @@ def run_cli(main: Callable[[argparse.Namespace], int], parser: argparse.Argument
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished cache entries and trials are kept.", file=sys.stderr)
+        print(
+            "interrupted; finished cache entries and trials are kept.", file=sys.stderr
+        )
         return 130
 
 

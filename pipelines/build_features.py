@@ -14,9 +14,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from features.battles import truncate_battles
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from features.battles import truncate_battles
 from pipelines._cli import base_parser, load_inputs, run_cli
 
 __all__ = ["main", "format_stats"]
@@ -24,7 +24,9 @@ __all__ = ["main", "format_stats"]
 
 def format_stats(stats: list[dict]) -> str:
     """The per-block summary table printed at the end of a build."""
-    header = f"{'block':<12} {'columns':>8} {'rows':>8} {'seconds':>9} {'rows/s':>10}  cache"
+    header = (
+        f"{'block':<12} {'columns':>8} {'rows':>8} {'seconds':>9} {'rows/s':>10}  cache"
+    )
     lines = [header, "-" * len(header)]
     for row in stats:
         lines.append(

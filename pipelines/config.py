@@ -180,7 +180,9 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text) if text.strip() else ""
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str) -> None:
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], source: str
+) -> None:
     """Apply ``section.key=value`` overrides (values parsed as YAML) in place."""
     for override in overrides:
         if "=" not in override:

@@ -1,6 +1,7 @@
 """Score a trained model on labelled battles, with the same report as training.
 
-    python -m pipelines.evaluate --model artifacts/model --data holdout.csv --out artifacts/eval
+python -m pipelines.evaluate --model artifacts/model --data holdout.csv \
+    --out artifacts/eval
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         "--model", type=Path, default=Path("artifacts/model"), help="model directory"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("artifacts/evaluation"),
+        "--out",
+        type=Path,
+        default=Path("artifacts/evaluation"),
         help="directory for report.json, report.md and calibration.png",
     )
     return parser
@@ -40,7 +43,9 @@ def _main(args: argparse.Namespace) -> int:
     labels = table["label"].to_numpy(dtype=np.int64)
     proba = model.predict_proba(table)
     # Baselines are fitted on the evaluation data's own folds (prompt-grouped).
-    folds = make_folds(labels, prompt_groups(table), min(5, config.training.n_folds), config.seed)
+    folds = make_folds(
+        labels, prompt_groups(table), min(5, config.training.n_folds), config.seed
+    )
     report = build_report(model, table, labels, proba, folds, {"data": str(data_path)})
     paths = write_report(report, args.out, f"Evaluation: {data_path.name}")
     print(

@@ -135,8 +135,8 @@ _CHAT_LANGUAGES = (("en", 0.92), ("zh", 0.04), ("es", 0.02), ("ru", 0.02))
 _WORLD_LANGUAGES = (("zh", 0.35), ("ru", 0.30), ("es", 0.35))
 # weight, tie_peak, code_share, markdown_rate, refusal_rate, language shares
 _SOURCES: dict[str, _Source] = {
-    "synthetic-chat": _Source(0.60, 0.80, 0.0, 0.35, 0.045, _CHAT_LANGUAGES),
-    "synthetic-code": _Source(0.25, 0.50, 0.85, 0.50, 0.02, (("en", 1.0),)),
+    "synthetic-chat": _Source(0.60, 0.85, 0.0, 0.35, 0.045, _CHAT_LANGUAGES),
+    "synthetic-code": _Source(0.25, 0.55, 0.85, 0.50, 0.02, (("en", 1.0),)),
     "synthetic-multilingual": _Source(0.15, 0.98, 0.0, 0.25, 0.04, _WORLD_LANGUAGES),
 }
 
@@ -164,8 +164,8 @@ class _LabelModel:
     refusal: float = -2.0
     empty: float = -2.5
     noise_sd: float = 0.4
-    position_bias: float = 0.12
-    tie_floor: float = 0.06
+    position_bias: float = 0.10
+    tie_floor: float = 0.07
     tie_scale: float = 0.6
     identical_tie: float = 0.85
 

@@ -1,6 +1,7 @@
 """Predict with a trained model and write a submission in the Kaggle layout.
 
-    python -m pipelines.predict --model artifacts/model --data test.csv --out submission.csv
+    python -m pipelines.predict --model artifacts/model --data test.csv \
+        --out submission.csv
 
 The output has ``id, winner_model_a, winner_model_b, winner_tie``; each row's
 probabilities sum to 1. It is written to a temporary file and renamed, so an
@@ -47,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         "--model", type=Path, default=Path("artifacts/model"), help="model directory"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("artifacts/predictions.csv"), help="submission CSV"
+        "--out",
+        type=Path,
+        default=Path("artifacts/predictions.csv"),
+        help="submission CSV",
     )
     parser.add_argument(
         "--class-prior",

@@ -105,11 +105,15 @@ def feature_importance(model: Any, top: int = 25) -> pd.DataFrame:
             if kind == "lightgbm":
                 gains += booster.feature_importance(importance_type="gain")
             else:
-                for key, value in booster.get_score(importance_type="total_gain").items():
+                for key, value in booster.get_score(
+                    importance_type="total_gain"
+                ).items():
                     gains[int(key[1:])] += value
         gains /= max(len(result.models), 1)
         share = gains / gains.sum() if gains.sum() > 0 else gains
-        frames.append(pd.DataFrame({"booster": kind, "feature": names, "gain_share": share}))
+        frames.append(
+            pd.DataFrame({"booster": kind, "feature": names, "gain_share": share})
+        )
     table = pd.concat(frames)
     return (
         table.groupby("feature", as_index=False)["gain_share"]
@@ -180,7 +184,9 @@ def build_report(
     }
 
 
-def write_report(report: dict[str, Any], directory: Path, title: str) -> dict[str, Path]:
+def write_report(
+    report: dict[str, Any], directory: Path, title: str
+) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``calibration.png`` to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -205,10 +211,27 @@ def write_report(report: dict[str, Any], directory: Path, title: str) -> dict[st
     for key in ("boosters", "stacked", "stack_method", "temperature", "calibrated"):
         if key in report:
             lines.append(f"- {key}: {report[key]}")
-    lines += ["", "## Per source", "", _markdown_table(pd.DataFrame(report["per_source"]))]
-    lines += ["", "## Top features", "", _markdown_table(pd.DataFrame(report["feature_importance"]))]
+    lines += [
+        "",
+        "## Per source",
+        "",
+        _markdown_table(pd.DataFrame(report["per_source"])),
+    ]
+    lines += [
+        "",
+        "## Top features",
+        "",
+        _markdown_table(pd.DataFrame(report["feature_importance"])),
+    ]
     if "tuning" in report:
-        lines += ["", "## Tuning", "", "```", json.dumps(report["tuning"], indent=1), "```"]
+        lines += [
+            "",
+            "## Tuning",
+            "",
+            "```",
+            json.dumps(report["tuning"], indent=1),
+            "```",
+        ]
     lines += ["", "![calibration](calibration.png)", ""]
     paths["markdown"].write_text("\n".join(lines))
     return paths

@@ -1,6 +1,7 @@
 """Train the GBDT stack: tune, fit fold boosters, stack, calibrate, report.
 
-    python -m pipelines.train_gbdt --config configs/lite.yaml --data train.csv --trials 50
+    python -m pipelines.train_gbdt --config configs/lite.yaml --data train.csv \
+        --trials 50
 
 Features come from the store (built by ``pipelines.build_features`` or here
 on first use). ``--trials`` is the Optuna budget across both boosters;
@@ -80,7 +81,9 @@ def _main(args: argparse.Namespace) -> int:
     labels = table["label"].to_numpy(dtype=np.int64)
     store = FeatureStore(args.store or config.features.store)
     verbose = not args.quiet
-    folds = make_folds(labels, prompt_groups(table), config.training.n_folds, config.seed)
+    folds = make_folds(
+        labels, prompt_groups(table), config.training.n_folds, config.seed
+    )
     booster_params = {k: dict(v) for k, v in config.training.booster_params.items()}
     n_trials = config.tuning.n_trials if args.trials is None else args.trials
     tuning_summary = None
@@ -90,7 +93,10 @@ def _main(args: argparse.Namespace) -> int:
         features = FeaturePipeline(config.features.blocks, store=store, verbose=verbose)
         matrix = features.fit_transform(table)
         tuning_folds = folds
-        if config.tuning.n_folds is not None and config.tuning.n_folds != config.training.n_folds:
+        if (
+            config.tuning.n_folds is not None
+            and config.tuning.n_folds != config.training.n_folds
+        ):
             tuning_folds = make_folds(
                 labels, prompt_groups(table), config.tuning.n_folds, config.seed
             )

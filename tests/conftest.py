@@ -14,18 +14,70 @@ from features.blocks.base import FeatureBlock, swap_columns
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared/data/corpus/train.csv"
 
 _ROWS = [
-    ("1", ["What is 2+2?"], ["2+2 = **4**."], ["The answer is 4, because two plus two is four."], 1),
-    ("2", ["Write a poem about the sea"], ["I'm sorry, but I can't help with that."],
-     ["# The Sea\n\n- waves\n- salt\n\nThe sea is wide and deep 🌊."], 1),
-    ("3", ["hey"], ["Hello! How can I help you today?"], ["Hello! How can I help you today?"], 2),
-    ("4", ["Explain recursion", "Give code"], ["A function calling itself.", "```python\ndef f(n):\n    return f(n-1)\n```"],
-     ["Recursion is when a function calls itself.", ""], 0),
-    ("5", ["你好，请介绍一下北京"], ["北京是中国的首都，有很多名胜古迹。"], ["抱歉，我不能回答这个问题。"], 0),
-    ("6", ["Расскажи о Москве"], ["Извините, я не могу помочь с этим."], ["Москва — столица России. Это крупный город."], 1),
+    (
+        "1",
+        ["What is 2+2?"],
+        ["2+2 = **4**."],
+        ["The answer is 4, because two plus two is four."],
+        1,
+    ),
+    (
+        "2",
+        ["Write a poem about the sea"],
+        ["I'm sorry, but I can't help with that."],
+        ["# The Sea\n\n- waves\n- salt\n\nThe sea is wide and deep 🌊."],
+        1,
+    ),
+    (
+        "3",
+        ["hey"],
+        ["Hello! How can I help you today?"],
+        ["Hello! How can I help you today?"],
+        2,
+    ),
+    (
+        "4",
+        ["Explain recursion", "Give code"],
+        ["A function calling itself.", "```python\ndef f(n):\n    return f(n-1)\n```"],
+        ["Recursion is when a function calls itself.", ""],
+        0,
+    ),
+    (
+        "5",
+        ["你好，请介绍一下北京"],
+        ["北京是中国的首都，有很多名胜古迹。"],
+        ["抱歉，我不能回答这个问题。"],
+        0,
+    ),
+    (
+        "6",
+        ["Расскажи о Москве"],
+        ["Извините, я не могу помочь с этим."],
+        ["Москва — столица России. Это крупный город."],
+        1,
+    ),
     ("7", ["Say something"], [""], ["   "], 2),
-    ("8", ["Summarize: the cat sat on the mat."], ["The cat sat on the mat"], ["A cat was sitting on a mat, according to the text, which is short."], 1),
-    ("9", ["List three fruits"], ["1. apple\n2. pear\n3. plum"], ["Apple, pear and plum, see [link](http://x.y) and $x^2$."], 0),
-    ("10", ["What is AI?"], ["As an AI language model, I cannot have opinions."], ["AI is the field of making machines intelligent."], 1),
+    (
+        "8",
+        ["Summarize: the cat sat on the mat."],
+        ["The cat sat on the mat"],
+        ["A cat was sitting on a mat, according to the text, which is short."],
+        1,
+    ),
+    (
+        "9",
+        ["List three fruits"],
+        ["1. apple\n2. pear\n3. plum"],
+        ["Apple, pear and plum, see [link](http://x.y) and $x^2$."],
+        0,
+    ),
+    (
+        "10",
+        ["What is AI?"],
+        ["As an AI language model, I cannot have opinions."],
+        ["AI is the field of making machines intelligent."],
+        1,
+    ),
 ]
 
 

@@ -39,7 +39,9 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1
 _WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 _TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+|[^\\w\\s]")
 _NONBLANK_LINE = re.compile(r"^[ \t\r\f\v]*\S", re.MULTILINE)
-_SENTENCE_BREAK = re.compile(r"(?:[.!?。！？…]+(?=\s|$)|[。！？]+|\n)+")
+# The look-behind starts a terminator run only at its first mark, so a long
+# run of "!" not followed by a space is tried once, not from every mark.
+_SENTENCE_BREAK = re.compile(r"(?:(?<![.!?…])[.!?…]+(?=\s|$)|[。！？]+|\n)+")
 _HAS_WORD = re.compile(r"\w")
 
 FEATURES: tuple[str, ...] = (

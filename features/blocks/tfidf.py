@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +27,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from features.battles import truncate_battles
 from features.blocks.base import FeatureBlock, FeatureMatrix
@@ -41,6 +43,7 @@ _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1
 _TOKEN_PATTERN = f"[{_CJK}]|[^\\W{_CJK}]+"
 _KINDS = {"w": "word", "c": "char_wb"}  # column tag -> sklearn analyzer
 _STATE_FORMAT = 1
+_MAX_CACHED_WORDS = 200_000  # ~50 MB of per-word n-gram ids, then start afresh
 
 
 class TfidfBlock(FeatureBlock):
@@ -93,9 +96,14 @@ class TfidfBlock(FeatureBlock):
     Notes
     -----
     Memory: the output stays sparse CSR float32 without SVD; with the default
-    20,000 + 20,000 terms a row holds about 1,000 non-zeros. Cost is dominated
-    by the character n-grams (pure Python in scikit-learn): about 1 ms per
-    answer of 1,000 characters.
+    20,000 + 20,000 terms a ``d_`` row holds about 1,000 non-zeros. Speed: on
+    the 7.9k-battle corpus ``fit`` takes about 20 s of one core (scikit-learn
+    counts every n-gram) and ``transform`` about 5 s (0.6 ms per battle), the
+    character n-grams being computed once per distinct word. Fitting the SVD
+    adds about 10 s.
+
+    The fit is symmetric: it sees every battle's two answers in a sorted
+    order, so fitting on swapped battles gives an identical state.
 
     Examples
     --------
@@ -287,7 +295,15 @@ class TfidfBlock(FeatureBlock):
 
     # --------------------------------------------------------------- transform
     def _vectors(self, texts: list[str]) -> sp.csr_matrix:
-        parts = [sp.csr_matrix(v.transform(texts)) for v in self.vectorizers_.values()]
+        if not texts:  # sklearn refuses zero rows
+            n_terms = sum(len(terms) for terms in self.terms_.values())
+            return sp.csr_matrix((0, n_terms), dtype=np.float32)
+        parts = [
+            _char_wb_tfidf(vectorizer, texts)
+            if tag == "c"
+            else sp.csr_matrix(vectorizer.transform(texts))
+            for tag, vectorizer in self.vectorizers_.items()
+        ]
         matrix = parts[0] if len(parts) == 1 else sp.hstack(parts, format="csr")
         return matrix.astype(np.float32)
 
@@ -483,3 +499,46 @@ def _symmetric_texts(
         )
     ]
     return joined_texts(cut, "prompt"), [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _char_wb_tfidf(vectorizer: TfidfVectorizer, texts: list[str]) -> sp.csr_matrix:
+    """``vectorizer.transform(texts)`` for a fitted ``char_wb`` vectoriser, faster.
+
+    ``char_wb`` n-grams never cross whitespace, so a text's counts are the sum
+    of its words' counts; each distinct word is analysed once and its n-gram
+    ids cached (words repeat heavily across answers). Then the same tf-idf
+    weighting as scikit-learn: ``1 + log(tf)`` when sublinear, times idf, l2
+    rows. The result equals ``vectorizer.transform`` exactly (tested).
+    """
+    analyzer = vectorizer.build_analyzer()
+    lookup = vectorizer.vocabulary_.get
+    cache: dict[str, list[int]] = {}
+    indices: list[int] = []
+    counts: list[int] = []
+    indptr = [0]
+    for text in texts:
+        words = Counter((text.lower() if vectorizer.lowercase else text).split())
+        for word, repeats in words.items():
+            ids = cache.get(word)
+            if ids is None:
+                if len(cache) >= _MAX_CACHED_WORDS:
+                    cache.clear()
+                ids = [i for i in map(lookup, analyzer(word)) if i is not None]
+                cache[word] = ids
+            indices += ids
+            counts += [repeats] * len(ids)
+        indptr.append(len(indices))
+    matrix = sp.csr_matrix(
+        (
+            np.asarray(counts, dtype=vectorizer.dtype),
+            np.asarray(indices, dtype=np.int32),
+            np.asarray(indptr, dtype=np.int64),
+        ),
+        shape=(len(texts), len(vectorizer.vocabulary_)),
+    )
+    matrix.sum_duplicates()
+    if vectorizer.sublinear_tf:
+        np.log(matrix.data, out=matrix.data)
+        matrix.data += 1.0
+    matrix.data *= vectorizer.idf_[matrix.indices]
+    return sp.csr_matrix(normalize(matrix, norm=vectorizer.norm, copy=False))

@@ -85,7 +85,14 @@ def test_lone_surrogate_is_replaced_not_crashing(tmp_path):
 
 def test_decoded_surrogate_pair_characters_are_joined():
     frame = pd.DataFrame(
-        [{"id": 1, "prompt": ["q"], "response_a": ["\ud83c\udf4d"], "response_b": ["b"]}]
+        [
+            {
+                "id": 1,
+                "prompt": ["q"],
+                "response_a": ["\ud83c\udf4d"],
+                "response_b": ["b"],
+            }
+        ]
     )
     battles = as_battles(frame)
     assert battles.loc[0, "response_a"] == ["\U0001f34d"]
@@ -120,7 +127,9 @@ def test_turn_count_mismatch_is_kept_and_counted(tmp_path):
 
 
 def test_non_string_turns_become_their_json_text(tmp_path):
-    row, report = _read_one(tmp_path, response_a='[42, {"k": "v"}, ["x"]]', prompt='["q", "r", "s"]')
+    row, report = _read_one(
+        tmp_path, response_a='[42, {"k": "v"}, ["x"]]', prompt='["q", "r", "s"]'
+    )
     assert row["response_a"] == ["42", '{"k": "v"}', '["x"]']
     assert report.counts["non_string_turn"] == 3
 
@@ -149,7 +158,10 @@ def test_nothing_is_dropped_and_every_text_is_a_list_of_strings(tmp_path):
 def test_missing_columns_error_names_missing_and_found(tmp_path):
     path = tmp_path / "bad.csv"
     pd.DataFrame({"id": [1], "prompt": ['["q"]'], "answer": ['["a"]']}).to_csv(path)
-    with pytest.raises(BattleFormatError, match=r"missing column\(s\) \['response_a', 'response_b'\]; found \[.*'answer'"):
+    with pytest.raises(
+        BattleFormatError,
+        match=r"missing column\(s\) \['response_a', 'response_b'\]; found \[.*'answer'",
+    ):
         read_battles(path)
 
 
@@ -157,25 +169,44 @@ def test_labels_not_one_hot_error_names_the_rows(tmp_path):
     rows = [_kaggle_row(i, '["q"]', '["a"]', '["b"]') for i in range(3)]
     rows[1]["winner_model_b"] = 1
     rows[2]["winner_model_a"] = 0
-    with pytest.raises(BattleFormatError, match=r"not one-hot in '1' \(row 1\), '2' \(row 2\)"):
+    with pytest.raises(
+        BattleFormatError, match=r"not one-hot in '1' \(row 1\), '2' \(row 2\)"
+    ):
         read_battles(_write_csv(tmp_path, rows))
 
 
 def test_duplicate_ids_error_names_ids_and_rows(tmp_path):
-    rows = [_kaggle_row(7, '["q"]', '["a"]', '["b"]'), _kaggle_row(7, '["r"]', '["a"]', '["b"]')]
-    with pytest.raises(BattleFormatError, match=r"duplicate battle ids: '7' \(row 0\), '7' \(row 1\)"):
+    rows = [
+        _kaggle_row(7, '["q"]', '["a"]', '["b"]'),
+        _kaggle_row(7, '["r"]', '["a"]', '["b"]'),
+    ]
+    with pytest.raises(
+        BattleFormatError, match=r"duplicate battle ids: '7' \(row 0\), '7' \(row 1\)"
+    ):
         read_battles(_write_csv(tmp_path, rows))
 
 
 def test_empty_id_is_an_error_naming_the_row():
-    frame = pd.DataFrame({"id": [1, None], "prompt": ["[]", "[]"], "response_a": ["[]", "[]"], "response_b": ["[]", "[]"]})
+    frame = pd.DataFrame(
+        {
+            "id": [1, None],
+            "prompt": ["[]", "[]"],
+            "response_a": ["[]", "[]"],
+            "response_b": ["[]", "[]"],
+        }
+    )
     with pytest.raises(BattleFormatError, match=r"column 'id' is empty in row\(s\) 1"):
         as_battles(frame)
 
 
 def test_training_without_targets_is_a_clear_error(tmp_path):
-    path = _write_csv(tmp_path, [{"id": 1, "prompt": '["q"]', "response_a": '["a"]', "response_b": '["b"]'}])
-    with pytest.raises(BattleFormatError, match=r"missing column\(s\) \['winner_model_a'"):
+    path = _write_csv(
+        tmp_path,
+        [{"id": 1, "prompt": '["q"]', "response_a": '["a"]', "response_b": '["b"]'}],
+    )
+    with pytest.raises(
+        BattleFormatError, match=r"missing column\(s\) \['winner_model_a'"
+    ):
         read_battles(path, labelled=True)
 
 
@@ -197,14 +228,30 @@ def test_wrong_input_type_is_a_type_error():
 
 
 def test_bad_label_column_is_an_error_naming_rows():
-    frame = pd.DataFrame({"id": ["x"], "prompt": [["q"]], "response_a": [["a"]], "response_b": [["b"]], "label": [5]})
-    with pytest.raises(BattleFormatError, match=r"column 'label' must be 0 \(A\), 1 \(B\) or 2 \(tie\); bad value in 'x' \(row 0\)"):
+    frame = pd.DataFrame(
+        {
+            "id": ["x"],
+            "prompt": [["q"]],
+            "response_a": [["a"]],
+            "response_b": [["b"]],
+            "label": [5],
+        }
+    )
+    with pytest.raises(
+        BattleFormatError,
+        match=r"column 'label' must be 0 \(A\), 1 \(B\) or 2 \(tie\); "
+        r"bad value in 'x' \(row 0\)",
+    ):
         as_battles(frame)
 
 
 # ------------------------------------------------------------------ readers
 def test_kaggle_test_csv_reads_without_labels(tmp_path):
-    path = _write_csv(tmp_path, [{"id": 5, "prompt": '["q"]', "response_a": '["a"]', "response_b": '["b"]'}], "test.csv")
+    path = _write_csv(
+        tmp_path,
+        [{"id": 5, "prompt": '["q"]', "response_a": '["a"]', "response_b": '["b"]'}],
+        "test.csv",
+    )
     battles = read_battles(path)
     assert "label" not in battles.columns
     assert battles.loc[0, "id"] == "5"
@@ -219,7 +266,9 @@ def test_kaggle_labels_map_to_class_indices(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_parquet_and_json_lines_read_like_csv(tmp_path, suffix):
-    rows = [_kaggle_row(i, '["q"]', '["a", null]', '["b"]', label=i % 3) for i in range(4)]
+    rows = [
+        _kaggle_row(i, '["q"]', '["a", null]', '["b"]', label=i % 3) for i in range(4)
+    ]
     frame = pd.DataFrame(rows)
     path = tmp_path / f"train{suffix}"
     if suffix == ".parquet":
@@ -241,13 +290,36 @@ def test_canonical_parquet_with_list_columns_round_trips(tmp_path, hand_battles)
 
 def test_arena_conversation_dump_reader_merges_bothbad_into_tie(tmp_path):
     def conv(answer):
-        return [{"role": "user", "content": "hi"}, {"role": "assistant", "content": answer}]
+        return [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": answer},
+        ]
 
     records = [
-        {"question_id": "q1", "conversation_a": conv("A1"), "conversation_b": conv("B1"), "winner": "model_a"},
-        {"question_id": "q2", "conversation_a": conv("A2"), "conversation_b": conv(None), "winner": "tie (bothbad)"},
-        {"question_id": "q3", "conversation_a": conv("A3"), "conversation_b": conv("B3"), "winner": "model_b"},
-        {"question_id": "q4", "conversation_a": conv("A4"), "conversation_b": conv("B4"), "winner": "tie"},
+        {
+            "question_id": "q1",
+            "conversation_a": conv("A1"),
+            "conversation_b": conv("B1"),
+            "winner": "model_a",
+        },
+        {
+            "question_id": "q2",
+            "conversation_a": conv("A2"),
+            "conversation_b": conv(None),
+            "winner": "tie (bothbad)",
+        },
+        {
+            "question_id": "q3",
+            "conversation_a": conv("A3"),
+            "conversation_b": conv("B3"),
+            "winner": "model_b",
+        },
+        {
+            "question_id": "q4",
+            "conversation_a": conv("A4"),
+            "conversation_b": conv("B4"),
+            "winner": "tie",
+        },
     ]
     path = tmp_path / "arena.json"
     path.write_text(json.dumps(records))
@@ -260,19 +332,36 @@ def test_arena_conversation_dump_reader_merges_bothbad_into_tie(tmp_path):
 
 def test_arena_unknown_winner_is_a_clear_error():
     conv = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
-    frame = pd.DataFrame({"id": [1], "conversation_a": [conv], "conversation_b": [conv], "winner": ["draw"]})
-    with pytest.raises(BattleFormatError, match=r"unknown 'winner' value in '1' \(row 0\)"):
+    frame = pd.DataFrame(
+        {
+            "id": [1],
+            "conversation_a": [conv],
+            "conversation_b": [conv],
+            "winner": ["draw"],
+        }
+    )
+    with pytest.raises(
+        BattleFormatError, match=r"unknown 'winner' value in '1' \(row 0\)"
+    ):
         read_battles(frame)
 
 
 def test_arena_message_without_role_is_a_clear_error():
-    frame = pd.DataFrame({"id": [1], "conversation_a": [[{"content": "x"}]], "conversation_b": [[]]})
-    with pytest.raises(BattleFormatError, match=r"battle '1': conversation_a holds a message without a 'role'"):
+    frame = pd.DataFrame(
+        {"id": [1], "conversation_a": [[{"content": "x"}]], "conversation_b": [[]]}
+    )
+    with pytest.raises(
+        BattleFormatError,
+        match=r"battle '1': conversation_a holds a message without a 'role'",
+    ):
         read_battles(frame)
 
 
 def test_hh_preference_pairs_share_the_prompt_and_randomise_sides():
-    chosen = "\n\nHuman: How do I bake bread?\n\nAssistant: Mix flour, water, yeast; knead; bake."
+    chosen = (
+        "\n\nHuman: How do I bake bread?"
+        "\n\nAssistant: Mix flour, water, yeast; knead; bake."
+    )
     rejected = "\n\nHuman: How do I bake bread?\n\nAssistant: No."
     frame = pd.DataFrame({"chosen": [chosen] * 40, "rejected": [rejected] * 40})
     battles = read_battles(frame)
@@ -288,21 +377,34 @@ def test_preference_pairs_without_markers_are_one_turn_each_and_counted():
     frame = pd.DataFrame({"prompt": ["q"], "chosen": ["good"], "rejected": ["bad"]})
     battles = read_battles(frame)
     assert battles.loc[0, "prompt"] == ["q"]
-    assert sorted([battles.loc[0, "response_a"][0], battles.loc[0, "response_b"][0]]) == ["bad", "good"]
+    assert sorted(
+        [battles.loc[0, "response_a"][0], battles.loc[0, "response_b"][0]]
+    ) == ["bad", "good"]
     assert repair_report(battles).counts["plain_pair_text"] == 1
 
 
 @pytest.mark.parametrize("form", ["kaggle", "canonical", "records", "columns"])
 def test_as_battles_accepts_every_public_input_form(form, hand_battles):
     if form == "kaggle":
-        given = hand_battles.assign(**{c: hand_battles[c].map(json.dumps) for c in ("prompt", "response_a", "response_b")})
+        given = hand_battles.assign(
+            **{
+                c: hand_battles[c].map(json.dumps)
+                for c in ("prompt", "response_a", "response_b")
+            }
+        )
     elif form == "canonical":
-        given = hand_battles[["id", "prompt", "response_a", "response_b", "label"]].copy()
+        given = hand_battles[
+            ["id", "prompt", "response_a", "response_b", "label"]
+        ].copy()
         given.attrs.clear()
     elif form == "records":
-        given = hand_battles[["id", "prompt", "response_a", "response_b"]].to_dict(orient="records")
+        given = hand_battles[["id", "prompt", "response_a", "response_b"]].to_dict(
+            orient="records"
+        )
     else:
-        given = hand_battles[["id", "prompt", "response_a", "response_b"]].to_dict(orient="list")
+        given = hand_battles[["id", "prompt", "response_a", "response_b"]].to_dict(
+            orient="list"
+        )
     battles = as_battles(given)
     assert battles["response_b"].tolist() == hand_battles["response_b"].tolist()
 
@@ -323,7 +425,14 @@ def test_labels_to_onehot_rejects_out_of_range_values():
 
 def test_truncation_keeps_the_end_of_the_conversation():
     battles = as_battles(
-        pd.DataFrame({"id": [1], "prompt": [["old question", "new question"]], "response_a": [["a" * 50, "b" * 8 + "END"]], "response_b": [["x"]]})
+        pd.DataFrame(
+            {
+                "id": [1],
+                "prompt": [["old question", "new question"]],
+                "response_a": [["a" * 50, "b" * 8 + "END"]],
+                "response_b": [["x"]],
+            }
+        )
     )
     cut = truncate_battles(battles, 10)
     assert cut.loc[0, "response_a"] == ["", "bbbbbbbEND"[-10:]]
@@ -341,7 +450,9 @@ def test_fingerprint_changes_with_text_and_not_with_labels(hand_battles):
 
 
 def test_report_string_lists_every_repair_kind(tmp_path):
-    _, report = _read_one(tmp_path, response_a='["x", null]', response_b="oops", prompt='["q", "r"]')
+    _, report = _read_one(
+        tmp_path, response_a='["x", null]', response_b="oops", prompt='["q", "r"]'
+    )
     text = str(report)
     assert "null_turn" in text and "invalid_json" in text and "read 1 battles" in text
 

@@ -49,13 +49,17 @@ def test_corrupt_entry_is_recomputed_with_a_warning(tmp_path, hand_battles):
     entry = next(p for p in tmp_path.iterdir() if p.name.startswith("lengths-"))
     values = entry / "values.npy"
     values.write_bytes(values.read_bytes()[:-8] + b"\x00" * 8)
-    with pytest.warns(UserWarning, match=r"failed its check .*values.npy.* will be recomputed"):
+    with pytest.warns(
+        UserWarning, match=r"failed its check .*values.npy.* will be recomputed"
+    ):
         pipeline, warm = _build(store, hand_battles)
     assert [s["cache"] for s in pipeline.stats_] == ["miss", "hit"]
     np.testing.assert_array_equal(cold.values, warm.values)
 
 
-def test_leftover_temporary_directories_are_never_read_as_entries(tmp_path, hand_battles):
+def test_leftover_temporary_directories_are_never_read_as_entries(
+    tmp_path, hand_battles
+):
     store = FeatureStore(tmp_path)
     (tmp_path / ".tmp-lengths-abc").mkdir(parents=True)
     (tmp_path / ".tmp-lengths-abc" / "values.npy").write_bytes(b"partial")

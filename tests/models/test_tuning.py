@@ -247,6 +247,7 @@ def test_trials_report_running_mean_of_fold_log_losses(data, tmp_path):
     assert trial.value == pytest.approx(multiclass_log_loss(labels, result.oof))
 
 
+@pytest.mark.slow
 def test_median_pruner_stops_trials_worse_than_earlier_ones(data, tmp_path):
     space = {"learning_rate": {"low": 1e-4, "high": 0.3, "log": True}}
     config = _config(tmp_path, search_spaces={"lightgbm": space})
@@ -325,8 +326,17 @@ def test_single_fold_raises(data, tmp_path):
 
 
 def test_storage_that_is_not_a_url_raises(data, tmp_path):
+    verbosity = optuna.logging.get_verbosity()
     with pytest.raises(ValueError, match="is not a database URL"):
         _tune(data, _config(tmp_path, storage="optuna.db"), 2)
+    assert optuna.logging.get_verbosity() == verbosity
+
+
+def test_summary_hides_storage_password(data, tmp_path):
+    config = _config(tmp_path, storage="postgresql://user:secret@db.example/optuna")
+    summary = _tune(data, config, 0)
+
+    assert summary["storage"] == "postgresql://user:***@db.example/optuna"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ def test_shipped_profiles_load_and_validate(profile):
     config = load_config(CONFIGS / profile)
     assert isinstance(config, Config)
     assert config.source.endswith(profile)
-    assert {"lengths", "flags", "style", "tfidf", "word2vec"} <= set(config.features.blocks)
+    assert {"lengths", "flags", "style", "tfidf", "word2vec"} <= set(
+        config.features.blocks
+    )
 
 
 def test_lite_profile_has_no_transformer_block_and_default_has_one():
@@ -38,19 +40,25 @@ def test_unknown_top_level_key_names_key_and_file(tmp_path):
 
 def test_unknown_nested_key_names_the_dotted_key(tmp_path):
     path = _write(tmp_path, "training:\n  n_fold: 3\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'training.n_fold'. Valid keys in 'training'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'training.n_fold'. Valid keys in 'training'"
+    ):
         load_config(path)
 
 
 def test_unknown_block_lists_valid_blocks(tmp_path):
     path = _write(tmp_path, "features:\n  blocks:\n    lenghts: {}\n")
-    with pytest.raises(ConfigError, match=r"unknown feature block 'lenghts'; valid blocks are"):
+    with pytest.raises(
+        ConfigError, match=r"unknown feature block 'lenghts'; valid blocks are"
+    ):
         load_config(path)
 
 
 def test_unknown_block_param_names_param_and_block(tmp_path):
     path = _write(tmp_path, "features:\n  blocks:\n    lengths: {colour: red}\n")
-    with pytest.raises(ConfigError, match=r"feature block 'lengths' has no parameter\(s\) \['colour'\]"):
+    with pytest.raises(
+        ConfigError, match=r"feature block 'lengths' has no parameter\(s\) \['colour'\]"
+    ):
         load_config(path)
 
 
@@ -62,12 +70,17 @@ def test_wrong_type_is_an_error(tmp_path):
 
 def test_unknown_booster_lists_valid_ones(tmp_path):
     path = _write(tmp_path, "training:\n  boosters: [catboost]\n")
-    with pytest.raises(ConfigError, match=r"unknown booster 'catboost'.*valid boosters are"):
+    with pytest.raises(
+        ConfigError, match=r"unknown booster 'catboost'.*valid boosters are"
+    ):
         load_config(path)
 
 
 def test_overrides_change_values_and_are_validated(tmp_path):
-    config = load_config(CONFIGS / "lite.yaml", ["training.n_folds=3", "seed=7", "features.blocks.tfidf.output=sides"])
+    config = load_config(
+        CONFIGS / "lite.yaml",
+        ["training.n_folds=3", "seed=7", "features.blocks.tfidf.output=sides"],
+    )
     assert config.training.n_folds == 3
     assert config.seed == 7
     assert config.features.blocks["tfidf"]["output"] == "sides"

@@ -358,7 +358,7 @@ def test_identical_responses_are_mostly_ties(battles: pd.DataFrame) -> None:
 
 def test_first_position_wins_slightly_more_often(battles: pd.DataFrame) -> None:
     shares = np.bincount(_labels(battles), minlength=3) / len(battles)
-    assert 0.0 < shares[0] - shares[1] < 0.06
+    assert 0.0 < shares[0] - shares[1] < 0.08
 
 
 # Command line

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from features.battles import as_battles, read_battles, swap
-from features.blocks.tfidf import TfidfBlock
+from features.blocks.tfidf import TfidfBlock, _char_wb_tfidf
 
 
 def _dense(matrix) -> np.ndarray:
@@ -141,6 +141,24 @@ def test_tfidf_fit_is_identical_on_swapped_battles(hand_battles, params):
     assert arrays.keys() == arrays_s.keys()
     for key in arrays:
         np.testing.assert_array_equal(arrays[key], arrays_s[key])
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_tfidf_fast_char_path_equals_sklearn_transform(hand_battles, lowercase):
+    odd = [
+        "ΟΔΟΣ Σίσυφος\tTAB\xa0nbsp\u3000ideo  double  space\n\nEND",
+        "x",
+        "",
+        " \t ",
+        "Straße İstanbul ǅ 🌊🌊 a-b_c",
+    ]
+    block = _small(word_max_features=0, lowercase=lowercase).fit(hand_battles)
+    vectorizer = block.vectorizers_["c"]
+    texts = odd + [" ".join(t) for t in hand_battles["response_a"]]
+    fast = _char_wb_tfidf(vectorizer, texts)
+    reference = sp.csr_matrix(vectorizer.transform(texts))
+    assert fast.dtype == reference.dtype == np.float32
+    np.testing.assert_array_equal(fast.toarray(), reference.toarray())
 
 
 def test_tfidf_ngram_ranges_accept_yaml_lists(hand_battles):
@@ -277,18 +295,28 @@ def test_tfidf_set_state_rejects_mismatched_svd(hand_battles):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_tfidf_on_corpus_stays_sparse_float32_and_flags_refusals(corpus_path):
-    battles = read_battles(corpus_path).iloc[:1500].reset_index(drop=True)
+    battles = read_battles(corpus_path).iloc[:800].reset_index(drop=True)
     block = TfidfBlock(word_max_features=5000, char_max_features=5000).fit(battles)
-    matrix = block.transform(battles)
-    values = matrix.values
+    values = block.transform(battles).values
     assert isinstance(values, sp.csr_matrix) and values.dtype == np.float32
-    assert values.shape == (1500, 10_000)
-    assert values.nnz / np.prod(values.shape) < 0.05  # memory stays bounded
+    assert values.shape == (800, 10_000)
+    assert values.nnz / values.shape[0] < 2_000  # memory stays bounded per row
     assert np.isfinite(values.data).all()
     # An answer saying "sorry" while the other does not gets a positive d_ weight.
     sorry = block.terms_["w"].index("sorry")
     a_says = battles["response_a"].map(lambda t: "sorry" in " ".join(t).lower())
     b_says = battles["response_b"].map(lambda t: "sorry" in " ".join(t).lower())
     column = values[:, sorry].toarray().ravel()
+    assert (a_says & ~b_says).sum() >= 3
     assert (column[(a_says & ~b_says).to_numpy()] > 0).all()
     assert (column[(~a_says & ~b_says).to_numpy()] == 0).all()
+
+
+@pytest.mark.parametrize("params", [{}, {"svd_components": 3, "output": "both"}])
+def test_tfidf_transform_of_no_battles_keeps_the_columns(hand_battles, params):
+    block = _small(**params).fit(hand_battles)
+    full = block.transform(hand_battles)
+    empty = block.transform(hand_battles.iloc[:0])
+    assert empty.columns == full.columns
+    assert empty.values.shape == (0, len(full.columns))
+    assert empty.values.dtype == np.float32

@@ -1,0 +1,207 @@
+"""The command-line entry points, end to end on a small synthetic set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.battles import CLASSES
+from pipelines import build_features, evaluate, predict, train_gbdt
+from pipelines.make_demo_data import make_demo_battles
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILE = """
+seed: 1
+features:
+  store: {store}
+  blocks:
+    lengths: {{}}
+    flags: {{}}
+training:
+  n_folds: 3
+  boosters: [lightgbm, xgboost]
+  booster_params:
+    lightgbm: {{num_boost_round: 50, learning_rate: 0.1, num_leaves: 15}}
+    xgboost: {{num_boost_round: 50, learning_rate: 0.1, max_depth: 3}}
+tuning:
+  n_trials: 0
+  storage: sqlite:///{db}
+  n_folds: 2
+  search_spaces:
+    lightgbm:
+      learning_rate: {{low: 0.05, high: 0.2, log: true}}
+    xgboost:
+      max_depth: {{low: 2, high: 4, type: int}}
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "train.csv"
+    make_demo_battles(n_rows=400, seed=5).to_csv(data, index=False)
+    config = root / "profile.yaml"
+    config.write_text(PROFILE.format(store=root / "store", db=root / "optuna.db"))
+    return {"root": root, "data": data, "config": config}
+
+
+@pytest.mark.parametrize(
+    ("module", "options"),
+    [
+        ("build_features", ["--config", "--data", "--set", "--store", "--blocks"]),
+        (
+            "train_gbdt",
+            [
+                "--config",
+                "--data",
+                "--set",
+                "--trials",
+                "--timeout",
+                "--store",
+                "--out",
+            ],
+        ),
+        (
+            "predict",
+            ["--config", "--data", "--model", "--out", "--class-prior", "--fit-prior"],
+        ),
+        ("evaluate", ["--config", "--data", "--model", "--out"]),
+    ],
+)
+def test_help_documents_every_option(module, options):
+    result = subprocess.run(
+        [sys.executable, "-m", f"pipelines.{module}", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    for option in options:
+        assert option in result.stdout
+
+
+def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
+    common = [
+        "--config",
+        str(workspace["config"]),
+        "--data",
+        str(workspace["data"]),
+        "--quiet",
+    ]
+    assert build_features.main(common) == 0
+    out = capsys.readouterr()
+    assert "built" in out.out and "miss" in out.err
+
+    assert build_features.main(common) == 0
+    assert "hit" in capsys.readouterr().err
+
+    model_dir = workspace["root"] / "model"
+    assert train_gbdt.main([*common, "--trials", "0", "--out", str(model_dir)]) == 0
+    message = capsys.readouterr().out
+    loss = float(message.split("out-of-fold log loss ")[1].split()[0])
+    prior = float(message.split("class prior ")[1].split(",")[0])
+    assert loss < prior
+    assert (model_dir / "report" / "report.md").exists()
+    assert (model_dir / "report" / "calibration.png").exists()
+
+    submission = workspace["root"] / "submission.csv"
+    test_frame = pd.read_csv(workspace["data"]).drop(columns=list(CLASSES)).head(50)
+    test_path = workspace["root"] / "test.csv"
+    test_frame.to_csv(test_path, index=False)
+    assert (
+        predict.main(
+            [
+                "--model",
+                str(model_dir),
+                "--data",
+                str(test_path),
+                "--out",
+                str(submission),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    written = pd.read_csv(submission)
+    assert list(written.columns) == ["id", *CLASSES]
+    assert len(written) == 50
+    np.testing.assert_allclose(written[list(CLASSES)].sum(axis=1), 1.0, atol=1e-6)
+
+    eval_dir = workspace["root"] / "eval"
+    assert (
+        evaluate.main([*common, "--model", str(model_dir), "--out", str(eval_dir)]) == 0
+    )
+    assert (eval_dir / "report.json").exists()
+
+
+def test_user_errors_exit_2_with_one_line_and_no_traceback(workspace, tmp_path):
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"id": [1], "prompt": ['["q"]']}).to_csv(bad, index=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.build_features",
+            "--config",
+            str(workspace["config"]),
+            "--data",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "missing column(s) ['response_a', 'response_b']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_config_key_exits_2_naming_the_key(workspace):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.train_gbdt",
+            "--config",
+            str(workspace["config"]),
+            "--data",
+            str(workspace["data"]),
+            "--set",
+            "training.nfolds=3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert "unknown key 'training.nfolds'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_with_a_missing_model_is_a_clear_error(workspace, tmp_path, capsys):
+    code = predict.main(
+        ["--model", str(tmp_path / "none"), "--data", str(workspace["data"]), "--quiet"]
+    )
+    assert code == 2
+    assert "no model at" in capsys.readouterr().err
+
+
+def test_unknown_block_in_blocks_option_is_a_clear_error(workspace, capsys):
+    code = build_features.main(
+        [
+            "--config",
+            str(workspace["config"]),
+            "--data",
+            str(workspace["data"]),
+            "--blocks",
+            "tfidf",
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    assert "--blocks ['tfidf'] are not in" in capsys.readouterr().err
