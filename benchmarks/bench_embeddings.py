@@ -87,7 +87,7 @@ def _embeddings(matrix: FeatureMatrix) -> np.ndarray:
     return np.vstack([matrix.values[:, index] for index in sides])
 
 
-def _measure(setting: _Setting, battles: pd.DataFrame, repeats: int) -> _Result:
+def _loaded_block(setting: _Setting, battles: pd.DataFrame) -> EmbeddingsBlock:
     block = EmbeddingsBlock(
         device="cpu",
         max_seq_length=setting.max_seq_length,
@@ -96,14 +96,29 @@ def _measure(setting: _Setting, battles: pd.DataFrame, repeats: int) -> _Result:
         onnx=setting.onnx,
     ).fit(battles)
     block.transform(battles.iloc[:2])  # load (and export) outside the timing
+    return block
+
+
+def _measure(
+    settings: list[_Setting], battles: pd.DataFrame, repeats: int
+) -> list[_Result]:
+    """Time every setting once per round, so load spikes hit all of them alike."""
+    blocks = [_loaded_block(setting, battles) for setting in settings]
     n_texts = 2 * len(battles)
-    rates = []
+    rates: list[list[float]] = [[] for _ in settings]
+    embeddings: list[np.ndarray] = [np.empty(0)] * len(settings)
     for _ in range(repeats):
-        started = time.perf_counter()
-        matrix = block.transform(battles)
-        rates.append(n_texts / (time.perf_counter() - started))
-    logger.info("%s: %s texts/s", setting, [f"{r:.1f}" for r in rates])
-    return _Result(setting, statistics.median(rates), _embeddings(matrix))
+        for i, block in enumerate(blocks):
+            started = time.perf_counter()
+            matrix = block.transform(battles)
+            rates[i].append(n_texts / (time.perf_counter() - started))
+            embeddings[i] = _embeddings(matrix)
+    for setting, setting_rates in zip(settings, rates, strict=True):
+        logger.info("%s: %s texts/s", setting, [f"{r:.1f}" for r in setting_rates])
+    return [
+        _Result(setting, statistics.median(setting_rates), emb)
+        for setting, setting_rates, emb in zip(settings, rates, embeddings, strict=True)
+    ]
 
 
 def _settings(onnx_ready: bool) -> list[_Setting]:
@@ -172,9 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         importlib.util.find_spec(m) is not None
         for m in ("onnxruntime", "onnx", "onnxscript")
     )
-    results = [
-        _measure(setting, battles, args.repeats) for setting in _settings(onnx_ready)
-    ]
+    results = _measure(_settings(onnx_ready), battles, args.repeats)
     print(
         f"all-MiniLM-L6-v2 on {2 * len(battles)} corpus responses (median "
         f"{int(np.median(lengths)):,} chars), CPU, {torch.get_num_threads()} torch "

@@ -159,7 +159,12 @@ def _turn_to_text(turn: Any, battle_id: str, report: RepairReport) -> str:
         report.add("null_turn", battle_id)
         return ""
     report.add("non_string_turn", battle_id)
-    return _fix_surrogates(json.dumps(turn, ensure_ascii=False), battle_id, report)
+    try:
+        text = json.dumps(turn, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):
+        # Circular, too deep, or an int too long to print: keep only its type.
+        text = f"<{type(turn).__name__}>"
+    return _fix_surrogates(text, battle_id, report)
 
 
 def _is_missing(value: Any) -> bool:
@@ -188,7 +193,8 @@ def parse_turns(
         text = value
         try:
             value = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
+            # ValueError covers JSONDecodeError and numbers too long to convert.
             report.add("invalid_json", battle_id)
             return [_fix_surrogates(text, battle_id, report)]
         if not isinstance(value, list):
@@ -226,7 +232,7 @@ def _check_unique_ids(frame: pd.DataFrame) -> None:
     if duplicated.any():
         raise BattleFormatError(
             f"duplicate battle ids: {_row_names(frame, duplicated)}. "
-            "Each battle needs its own id; deduplicate the source."
+            "Each battle needs its own value in column 'id'; deduplicate the source."
         )
 
 
@@ -241,7 +247,16 @@ def _ids_as_strings(ids: pd.Series) -> pd.Series:
             return str(int(value))
         return str(value)
 
-    return ids.map(_one).astype(object)
+    strings = [_one(value) for value in ids.tolist()]
+    # An id is copied to the submission as is: refuse what UTF-8 cannot hold.
+    broken = np.array([bool(_SURROGATE.search(text)) for text in strings], dtype=bool)
+    if broken.any():
+        rows = ", ".join(str(i) for i in np.flatnonzero(broken)[:_MAX_ROWS_IN_MESSAGE])
+        raise BattleFormatError(
+            f"column 'id' holds a lone UTF-16 surrogate (not valid text) in row(s) "
+            f"{rows}. Give those battles ids that are valid UTF-8 text."
+        )
+    return pd.Series(strings, index=ids.index, dtype=object, name=ids.name)
 
 
 def labels_from_onehot(frame: pd.DataFrame) -> np.ndarray:
@@ -465,10 +480,38 @@ def battles_from_preference_pairs(
 
 def _read_csv(path: Path) -> pd.DataFrame:
     # The C parser has no field-size limit (the csv module stops at 131,072).
-    return pd.read_csv(path, dtype={"id": str}, keep_default_na=False, na_values=[""])
+    # Every column is read as text: a field such as "007" or "1e5" stays as
+    # written (targets are converted by labels_from_onehot).
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+
+
+def _not_utf8_error(path: Path, err: UnicodeDecodeError) -> BattleFormatError:
+    """The decoding error with the byte offset and line of the first bad byte."""
+    where = ""
+    if path.suffix.lower() != ".gz":
+        data = path.read_bytes()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exact:
+            line = data.count(b"\n", 0, exact.start) + 1
+            where = (
+                f": byte {data[exact.start]:#04x} at offset {exact.start:,} "
+                f"(line {line:,})"
+            )
+    return BattleFormatError(
+        f"battle file {str(path)!r} is not valid UTF-8{where or f' ({err})'}. "
+        "Re-save it as UTF-8 (the Kaggle files are UTF-8, with JSON \\u escapes)."
+    )
 
 
 def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        return _read_table_unchecked(path)
+    except UnicodeDecodeError as err:
+        raise _not_utf8_error(path, err) from err
+
+
+def _read_table_unchecked(path: Path) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower()
     if suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
         return _read_csv(path)

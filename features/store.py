@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
 _MANIFEST = "manifest.json"
+STALE_TMP_SECONDS = 3600
+"""Age after which a ``.tmp-*`` directory of another key counts as left by a
+killed writer (writing an entry takes seconds; the cap is generous)."""
 
 
 def file_sha256(path: Path) -> str:
@@ -199,20 +203,24 @@ class FeatureStore:
         if not directory.is_dir():
             return None
         manifest, problems = verify_manifest(directory)
-        if problems:
-            warnings.warn(
-                f"feature cache entry {str(directory)!r} failed its check "
-                f"({'; '.join(problems)}); it will be recomputed. Nothing to do "
-                "unless this repeats.",
-                UserWarning,
-                stacklevel=2,
-            )
-            shutil.rmtree(directory, ignore_errors=True)
-            return None
-        state, arrays = read_state(directory)
-        return CacheEntry(
-            _load_matrix(directory), state, arrays, manifest.get("meta", {})
+        if not problems:
+            try:
+                state, arrays = read_state(directory)
+                matrix = _load_matrix(directory)
+                return CacheEntry(matrix, state, arrays, manifest.get("meta", {}))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                # Checksums match, yet unreadable: written by other code (an
+                # object array, say). Never unpickle; recompute instead.
+                problems = [f"unreadable ({type(err).__name__}: {err})"]
+        warnings.warn(
+            f"feature cache entry {str(directory)!r} failed its check "
+            f"({'; '.join(problems)}); it will be recomputed. Nothing to do "
+            "unless this repeats.",
+            UserWarning,
+            stacklevel=2,
         )
+        shutil.rmtree(directory, ignore_errors=True)
+        return None
 
     def save(
         self,
@@ -231,6 +239,28 @@ class FeatureStore:
 
         if not atomic_directory(self.path(key), fill):
             logger.info("feature cache entry %s was written concurrently; kept it", key)
+        self._remove_stale_temporaries(key)
+
+    def _remove_stale_temporaries(self, key: str) -> None:
+        """Remove what killed writers left: ``.tmp-*`` directories.
+
+        Entry ``key`` now exists, so no temporary directory of that key can
+        ever be renamed into place (a rename onto a non-empty directory
+        fails): each is debris, even one a live writer still fills (its
+        rename fails and it keeps the entry that exists). Temporary
+        directories of other keys are removed only when older than
+        :data:`STALE_TMP_SECONDS`.
+        """
+        now = time.time()
+        for tmp in self.root.glob(".tmp-*"):
+            try:
+                stale = tmp.name.startswith(f".tmp-{key}-") or (
+                    now - tmp.stat().st_mtime > STALE_TMP_SECONDS
+                )
+            except OSError:  # removed meanwhile by another process
+                continue
+            if stale:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def keys(self) -> list[str]:
         """Keys of the complete entries."""

@@ -1,18 +1,52 @@
-"""Text helpers shared by the feature blocks: joined sides and paired columns."""
+"""Text helpers shared by the feature blocks: words, joined sides, paired columns."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from features.battles import truncate_battles
 from features.blocks.base import FeatureMatrix
 
-__all__ = ["TURN_SEPARATOR", "joined_texts", "last_turns", "paired_matrix"]
+__all__ = [
+    "CJK_CHARS",
+    "OUTPUTS",
+    "TURN_SEPARATOR",
+    "WORD_PATTERN",
+    "WORD_RE",
+    "joined_texts",
+    "last_turns",
+    "paired_matrix",
+    "side_outputs",
+    "symmetric_texts",
+]
 
 TURN_SEPARATOR = "\n\n"
+
+# Chinese and Japanese are written without spaces between words, so a run of
+# ideographs or kana would otherwise be one "word" however long the sentence:
+# each of these characters counts as one word instead. Hangul is left out on
+# purpose (Korean puts spaces between words).
+CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+"""Character-class ranges (kana, CJK ideographs and extensions) of one-char words."""
+
+WORD_PATTERN = f"[{CJK_CHARS}]|[^\\W{CJK_CHARS}]+"
+"""Regex of one word: a ``\\w`` run, each CJK character a word of its own.
+
+A string, so it also serves as scikit-learn's ``token_pattern``.
+"""
+
+WORD_RE = re.compile(WORD_PATTERN)
+"""Compiled :data:`WORD_PATTERN`: ``"Hello, 你好"`` has the words Hello, 你, 好."""
+
+OUTPUTS: tuple[str, ...] = ("diff", "sides", "both")
+"""Values of a block's ``output`` param: see :func:`side_outputs`."""
 
 
 def joined_texts(battles: pd.DataFrame, column: str) -> list[str]:
@@ -78,3 +112,51 @@ def paired_matrix(
         else np.zeros((n_rows, 0), np.float32)
     )
     return FeatureMatrix(values, tuple(columns))
+
+
+def side_outputs(
+    output: str, names: Sequence[str], side_a: Any, side_b: Any
+) -> tuple[list[Any], list[str]]:
+    """Value blocks and column names of per-answer vectors, chosen by ``output``.
+
+    ``"sides"`` gives ``side_a`` and ``side_b`` (``a_``/``b_`` + ``names``),
+    ``"diff"`` their difference A−B (``d_``), ``"both"`` all three. A sparse
+    difference has its explicit zeros removed.
+
+    >>> import numpy as np
+    >>> blocks, columns = side_outputs("both", ["x"], np.ones((1, 1)), np.ones((1, 1)))
+    >>> columns, blocks[2].tolist()
+    (['a_x', 'b_x', 'd_x'], [[0.0]])
+    """
+    blocks: list[Any] = []
+    columns: list[str] = []
+    if output in ("sides", "both"):
+        blocks += [side_a, side_b]
+        columns += [f"a_{n}" for n in names] + [f"b_{n}" for n in names]
+    if output in ("diff", "both"):
+        diff = side_a - side_b
+        if sp.issparse(diff):
+            diff.eliminate_zeros()
+        blocks.append(diff)
+        columns += [f"d_{n}" for n in names]
+    return blocks, columns
+
+
+def symmetric_texts(
+    battles: pd.DataFrame, max_chars: int | None
+) -> tuple[list[str], list[str], list[str]]:
+    """Prompts and each battle's two answers in sorted order (swap-invariant).
+
+    Fields are cut to ``max_chars`` first (:func:`features.battles.truncate_battles`).
+    Returns ``(prompts, first, second)`` with ``first[i] <= second[i]``.
+    """
+    cut = truncate_battles(battles, max_chars)
+    pairs = [
+        sorted(pair)
+        for pair in zip(
+            joined_texts(cut, "response_a"),
+            joined_texts(cut, "response_b"),
+            strict=True,
+        )
+    ]
+    return joined_texts(cut, "prompt"), [p[0] for p in pairs], [p[1] for p in pairs]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelIntegrityError",
     "read_model_dir",
+    "reading_file",
     "write_model_dir",
 ]
 
@@ -37,6 +40,7 @@ def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> P
     ``model.json`` with the format version; the manifest is written last.
     """
     final = Path(directory)
+    _remove_leftovers(final)
 
     def _fill(tmp: Path) -> None:
         fill(tmp)
@@ -59,6 +63,40 @@ def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> P
     return final
 
 
+def _remove_leftovers(final: Path) -> None:
+    """Temporary siblings a killed save of ``final`` left behind.
+
+    One process writes a model directory at a time, so every such sibling
+    is debris: never read, only removed here.
+    """
+    if not final.parent.is_dir():
+        return
+    for prefix in (f".tmp-{final.name}-", f".tmp-.new-{final.name}-"):
+        for stale in final.parent.glob(f"{prefix}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
+def reading_file(directory: Path, name: str) -> Iterator[Path]:
+    """Yield ``directory / name``; a failure to parse it is a ModelIntegrityError.
+
+    Use it around each read after :func:`read_model_dir` has verified the
+    directory: a file that passed its sha256 check yet cannot be parsed means
+    that the directory, manifest included, was written by other code or
+    edited, and the message then names the file.
+    """
+    try:
+        yield directory / name
+    except ModelIntegrityError:
+        raise
+    except Exception as err:
+        raise ModelIntegrityError(
+            f"model directory {str(directory)!r}: {name!r} passed its sha256 check "
+            f"but could not be read ({type(err).__name__}: {err}). Refusing to load "
+            "it; retrain or restore the original directory."
+        ) from err
+
+
 def read_model_dir(directory: str | Path) -> dict[str, Any]:
     """Verify a model directory and return its ``model.json`` contents.
 
@@ -67,8 +105,8 @@ def read_model_dir(directory: str | Path) -> dict[str, Any]:
     FileNotFoundError
         No such directory.
     ModelIntegrityError
-        A file is modified, missing or extra, or the format is newer than
-        this code understands.
+        A file is modified, missing or extra, ``model.json`` cannot be
+        parsed, or the format is newer than this code understands.
     """
     path = Path(directory)
     if not (path / MODEL_FILE).exists() and not (path / "manifest.json").exists():
@@ -83,9 +121,12 @@ def read_model_dir(directory: str | Path) -> dict[str, Any]:
             f"{'; '.join(problems)}. Refusing to load it; retrain or restore the "
             "original files."
         )
-    meta = json.loads((path / MODEL_FILE).read_text())
+    with reading_file(path, MODEL_FILE) as model_file:
+        meta = json.loads(model_file.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise TypeError(f"expected a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version > FORMAT_VERSION:
         raise ModelIntegrityError(
             f"model directory {str(path)!r} has format version {version!r}, but this "
             f"code reads versions up to {FORMAT_VERSION}. Upgrade arena-preference "

@@ -25,7 +25,7 @@ from features.battles import CLASSES, as_battles, truncate_battles
 from features.blocks.base import FeatureMatrix, swap_permutation
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from models.artifact import read_model_dir, write_model_dir
+from models.artifact import MODEL_FILE, read_model_dir, reading_file, write_model_dir
 from models.calibration import TemperatureScaler, multiclass_log_loss
 from models.folds import make_folds, prompt_groups
 from models.gbdt import BOOSTERS, FoldResult, train_folds
@@ -356,7 +356,10 @@ class PreferenceModel(BaseEstimator):
             shift); None uses the prior from :meth:`fit_prior`, if any.
         """
         self._check_fitted()
-        table, features = self._features(battles)
+        table = self._prepare(battles)
+        if table.empty:
+            return np.empty((0, len(CLASSES)))
+        features = self.pipeline_.transform(table)
         proba = self._head(self._booster_proba(features.values))
         prior = class_prior if class_prior is not None else self.target_prior_
         if prior is not None:
@@ -471,42 +474,56 @@ class PreferenceModel(BaseEstimator):
 
     @classmethod
     def load(cls, directory: str | Path) -> PreferenceModel:
-        """Load a model directory after verifying its manifest and version."""
+        """Load a model directory after verifying its manifest and version.
+
+        Raises
+        ------
+        FileNotFoundError
+            No model at ``directory``.
+        ModelIntegrityError
+            A file is modified, missing, extra or unreadable, or the format
+            version is newer than this code reads. Nothing is unpickled.
+        """
         directory = Path(directory)
         meta = read_model_dir(directory)
-        model = cls(**meta["params"])
-        blocks = model.blocks if model.blocks is not None else DEFAULT_BLOCKS
-        blocks = {name: blocks[name] for name in meta["block_order"]}
-        model.pipeline_ = FeaturePipeline.load_state(directory / "blocks", blocks)
-        model.feature_names_out_ = list(meta["feature_names"])
-        model._swap_order, model._swap_sign = swap_permutation(model.feature_names_out_)
+        with reading_file(directory, MODEL_FILE):
+            model = cls(**meta["params"])
+            blocks = model.blocks if model.blocks is not None else DEFAULT_BLOCKS
+            blocks = {name: blocks[name] for name in meta["block_order"]}
+            model.feature_names_out_ = list(meta["feature_names"])
+            model._swap_order, model._swap_sign = swap_permutation(
+                model.feature_names_out_
+            )
+            model.train_prior_ = np.asarray(meta["train_prior"])
+            prior = meta["target_prior"]
+            model.target_prior_ = None if prior is None else np.asarray(prior)
+            model.stacker_ = BoosterStacker.from_dict(meta["stacker"])
+            model.scaler_ = (
+                None
+                if meta["scaler"] is None
+                else TemperatureScaler.from_dict(meta["scaler"])
+            )
+            model.metrics_ = meta["metrics"]
+            model.classes_ = np.asarray(meta["classes"])
+            model.n_features_in_ = len(model.feature_names_out_)
+            best_iterations = {
+                name: (BOOSTERS[name], list(iterations))
+                for name, iterations in meta["best_iterations"].items()
+            }
+        with reading_file(directory, "blocks") as path:
+            model.pipeline_ = FeaturePipeline.load_state(path, blocks)
         model.fold_results_ = {}
-        for name, iterations in meta["best_iterations"].items():
-            booster_cls = BOOSTERS[name]
-            models = [
-                booster_cls.load(
-                    directory
-                    / "boosters"
-                    / f"{name}-fold{fold}.{booster_cls.file_name}",
-                    best_iteration,
-                )
-                for fold, best_iteration in enumerate(iterations)
-            ]
+        for name, (booster_cls, iterations) in best_iterations.items():
+            models = []
+            for fold, best_iteration in enumerate(iterations):
+                file_name = f"boosters/{name}-fold{fold}.{booster_cls.file_name}"
+                with reading_file(directory, file_name) as path:
+                    models.append(booster_cls.load(path, best_iteration))
             model.fold_results_[name] = FoldResult(np.empty((0, 3)), models)
-        model.folds_ = np.load(directory / "folds.npy", allow_pickle=False)
-        model.oof_proba_ = np.load(directory / "oof_proba.npy", allow_pickle=False)
-        model.train_prior_ = np.asarray(meta["train_prior"])
-        prior = meta["target_prior"]
-        model.target_prior_ = None if prior is None else np.asarray(prior)
-        model.stacker_ = BoosterStacker.from_dict(meta["stacker"])
-        model.scaler_ = (
-            None
-            if meta["scaler"] is None
-            else TemperatureScaler.from_dict(meta["scaler"])
-        )
-        model.metrics_ = meta["metrics"]
-        model.classes_ = np.asarray(meta["classes"])
-        model.n_features_in_ = len(model.feature_names_out_)
+        with reading_file(directory, "folds.npy") as path:
+            model.folds_ = np.load(path, allow_pickle=False)
+        with reading_file(directory, "oof_proba.npy") as path:
+            model.oof_proba_ = np.load(path, allow_pickle=False)
         return model
 
 

@@ -231,6 +231,10 @@ def _make_sampler(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+def _n_done(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=_DONE_STATES))
+
+
 def _make_pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(
         n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_STEPS
@@ -436,13 +440,17 @@ def tune_boosters(
         Seconds for the whole call, or None for no limit. Boosters run one
         after another; each gets the time still left in proportion to the
         trials it still has to run among the boosters not yet run, so time one
-        booster leaves unused passes to the next. Optuna checks the limit
+        booster leaves unused passes to the next. The limit is checked
         between trials, so a call can overrun it by one trial.
     study_key : str
         Identifies the data, features and space; part of the study names.
     seed : int
-        Seed of the boosters and, offset by the number of trials already in a
-        study, of its TPE sampler (so a resumed study draws new points).
+        Seed of the boosters and of the TPE sampler. Each trial samples with
+        ``seed + k``, where ``k`` is the number of trials finished before it,
+        so its parameters depend only on the seed and the finished trials: a
+        run killed and resumed (the killed trial is marked FAIL and rerun)
+        draws the same trials as one uninterrupted run, and a rerun with a
+        larger budget continues the sequence of a single long run.
     verbose : bool
         Show one progress bar of trials per booster.
 
@@ -518,7 +526,7 @@ def tune_boosters(
                 storage=storage,
                 study_name=studies[name],
                 direction="minimize",
-                sampler=_make_sampler(seed + len(trials)),
+                sampler=_make_sampler(seed),
                 pruner=_make_pruner(),
                 load_if_exists=True,
             )
@@ -545,6 +553,7 @@ def tune_boosters(
                         seed,
                     ),
                     name,
+                    seed=seed,
                     target=split[name],
                     done=done,
                     remaining=remaining,
@@ -563,6 +572,7 @@ def _run_study(
     objective: Callable[[optuna.Trial], float],
     name: str,
     *,
+    seed: int,
     target: int,
     done: int,
     remaining: int,
@@ -599,9 +609,14 @@ def _run_study(
         best = _best_trial(study)
         if best is not None:
             bar.set_postfix(best=f"{best.value:.4f}")
-        study.optimize(
-            objective, n_trials=remaining, timeout=budget, callbacks=[show_best]
-        )
+        deadline = None if budget is None else time.monotonic() + budget
+        for _ in range(remaining):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            # One sampler per trial, seeded by the finished trials before it:
+            # a resumed study then repeats an uninterrupted one exactly.
+            study.sampler = _make_sampler(seed + _n_done(study))
+            study.optimize(objective, n_trials=1, callbacks=[show_best])
     counts = _counts(study)
     best = _best_trial(study)
     logger.info(

@@ -13,8 +13,14 @@ from pipelines.config import Config, ConfigError, load_config
 
 logger = logging.getLogger(__name__)
 
-USER_ERRORS = (BattleFormatError, ConfigError, FileNotFoundError, ValueError, TypeError)
-"""Exceptions reported as one clear line (exit code 2) instead of a traceback."""
+USER_ERRORS = (BattleFormatError, ConfigError, ValueError, TypeError, OSError)
+"""Exceptions reported as one clear line (exit code 2) instead of a traceback.
+
+Bad data, configs, options and model directories raise these with a message
+saying what to fix (``ModelIntegrityError`` is a ValueError); OSError covers
+paths (missing, a directory, no permission, disk full). Any other exception is
+a bug: it keeps its traceback (exit code 1) so it can be reported.
+"""
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

@@ -15,26 +15,30 @@ emoji appear as ``\\uXXXX`` escapes and surrogate pairs (``\\ud83c\\udf4d``),
 as in the real file. Ids are unique integers, sorted ascending. The targets are
 one-hot. About 87% of battles are single-turn, the rest have 2 or 3 turns.
 
-Sources (share of rows, tie rate at seed 0, 3,000 rows):
+Sources (share of rows; tie rate at 3,000 rows, seed 0):
 
-- ``synthetic-chat`` (60%): general questions, mostly English. Ties ~31%.
-- ``synthetic-code`` (25%): coding questions with code blocks. Ties ~25%.
-- ``synthetic-multilingual`` (15%): Chinese, Russian and Spanish. Ties ~38%.
+- ``synthetic-chat`` (60%): general questions, mostly English. Ties 31%.
+- ``synthetic-code`` (25%): coding questions with code blocks. Ties 26%.
+- ``synthetic-multilingual`` (15%): Chinese, Russian and Spanish. Ties 34%.
 
 Planted effects
 ---------------
-Each side gets a latent score
-``0.55 * log1p(chars) + 0.3 * markdown - 2.0 * refusal - 2.5 * empty
-+ model quality + noise`` (``noise ~ N(0, 0.55)``), where ``chars`` counts the
-characters of all string turns, ``markdown`` means a header or a list, a refusal
-is an answer such as "I'm sorry, but I can't help with that." (in four
-languages) and ``empty`` means null, empty or whitespace-only. With
-``d = score_a - score_b + 0.12`` (first-position bias), a battle is a tie with
-probability ``0.08 + (peak - 0.08) * exp(-|d| / 0.8)`` (``peak`` depends on the
-source), otherwise A wins with probability ``sigmoid(d)``. Identical responses
-are a tie with probability 0.85. At 3,000 rows this gives about A 35%, B 33%,
-tie 31%; the longer answer wins ~65% of decisive battles and a one-sided refusal
-loses ~90% of them.
+Each side gets a latent score ``0.8 * log1p(chars) + 0.3 * markdown
+- 2.0 * refusal - 2.5 * empty + model quality + noise``, ``noise ~ N(0, 0.4)``.
+``chars`` counts the characters of all string turns, ``markdown`` means a
+header or a list, a refusal is an answer such as "I'm sorry, but I can't help
+with that." (English, Chinese, Russian or Spanish, ~4% of responses) and
+``empty`` means null, empty or whitespace only. With
+``d = score_a - score_b + 0.1`` (first-position bias), a battle is a tie with
+probability ``0.07 + (peak - 0.07) * exp(-|d| / 0.6)``, where ``peak`` is 0.85,
+0.55 or 0.98 by source; otherwise A wins with probability ``sigmoid(d)``.
+Identical responses are a tie with probability 0.85.
+
+At 3,000 rows, seed 0: A 36.5%, B 32.9%, tie 30.6%; the longer response wins
+73% of decisive battles, a one-sided refusal loses 95% of them and identical
+responses are ties in 88% of rows. The Bayes-optimal log loss is about 0.92
+(class prior 1.096); a regularised GBDT on length, markdown, refusal and
+empty-answer features reaches about 0.94 in 5-fold cross-validation.
 
 Quirks
 ------
@@ -63,9 +67,8 @@ disjoint.
 - Long fields: from 2,000 rows on, one prompt and one response are longer
   than 131,072 characters (Python's default csv field limit).
 
-Refusals (~4% of responses) are an effect, not a quirk. Labels are drawn from
-the content before ``non_string_turn``, ``turn_mismatch`` and ``invalid_json``
-corrupt the fields.
+Labels are drawn from the content before ``non_string_turn``,
+``turn_mismatch`` and ``invalid_json`` corrupt the fields.
 
 Examples
 --------
@@ -82,9 +85,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,6 +94,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+
+from pipelines._files import write_csv_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -665,7 +668,9 @@ def make_demo_battles(
     >>> battles = make_demo_battles(n_rows=20, seed=1)
     >>> list(battles.columns[:3])
     ['id', 'model_a', 'model_b']
-    >>> battles["prompt"].str.startswith("[").mean() > 0.5
+    >>> json.loads(battles.loc[0, "prompt"])
+    ['Write a short poem about the immune system.']
+    >>> make_demo_battles(n_rows=20, seed=1).equals(battles)
     True
     """
     for name, value in (("n_rows", n_rows), ("seed", seed)):
@@ -712,35 +717,15 @@ def make_demo_battles(
     )
 
 
-def _write_csv_atomic(frame: pd.DataFrame, out: Path) -> None:
-    """Write ``frame`` to ``out`` as CSV via a temporary file and ``os.replace``.
+def write_demo_data(out: str | Path, n_rows: int = 3000, seed: int = 0) -> Path:
+    """Generate the demo battles and write them to ``out`` as CSV, atomically.
 
-    Readers never see a half-written file, and a failed write leaves any old file
-    in place.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        Table to write, without its index.
-    out : pathlib.Path
-        Destination; missing parent directories are created.
+    Returns the path written. The same ``n_rows`` and ``seed`` give the same
+    file.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".tmp", dir=out.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        # mkstemp creates the file as 0600; give it the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_csv_atomic(make_demo_battles(n_rows, seed), out)
+    return out
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -749,29 +734,23 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Write synthetic chatbot battles in the Kaggle 'LMSYS Chatbot Arena' "
             "train.csv layout (plus a 'source' column), with the real file's quirks "
-            "and planted effects a model can learn."
+            "and planted effects a model can learn. The same seed gives the same "
+            "file; missing parent directories of --out are created and the file is "
+            "replaced atomically."
         ),
     )
     parser.add_argument(
-        "--out",
-        metavar="PATH",
-        type=Path,
-        required=True,
-        help="CSV file to write; parent directories are created.",
+        "--out", metavar="PATH", type=Path, required=True, help="CSV file to write."
     )
     parser.add_argument(
         "--n-rows",
         metavar="N",
         type=int,
         default=3000,
-        help="number of battles (default: 3000).",
+        help="rows to write (default: 3000).",
     )
     parser.add_argument(
-        "--seed",
-        metavar="S",
-        type=int,
-        default=0,
-        help="random seed; same seed, same file (default: 0).",
+        "--seed", metavar="S", type=int, default=0, help="random seed (default: 0)."
     )
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(
@@ -798,13 +777,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    level = (
-        logging.DEBUG
-        if args.verbose
-        else logging.WARNING
-        if args.quiet
-        else logging.INFO
-    )
+    level = logging.WARNING if args.quiet else logging.INFO
+    if args.verbose:
+        level = logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.n_rows < 1:
         parser.error(f"--n-rows must be >= 1. Got {args.n_rows}.")
@@ -817,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(battles):,}",
         time.perf_counter() - started,
     )
-    _write_csv_atomic(battles, args.out)
+    write_csv_atomic(battles, args.out)
     shares = battles[list(TARGET_COLUMNS)].mean()
     print(
         f"wrote {len(battles):,} rows (A {shares['winner_model_a']:.1%}, "

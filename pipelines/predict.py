@@ -11,9 +11,7 @@ interrupted run leaves no partial submission.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pandas as pd
 from features.battles import CLASSES
 from models import PreferenceModel
 from pipelines._cli import base_parser, load_inputs, run_cli
+from pipelines._files import write_csv_atomic
 
 __all__ = ["main", "write_submission"]
 
@@ -31,15 +30,7 @@ def write_submission(ids: Sequence[str], proba: np.ndarray, path: Path) -> None:
     """Write ``id`` + the three class probabilities as CSV, atomically."""
     frame = pd.DataFrame(proba, columns=list(CLASSES))
     frame.insert(0, "id", list(ids))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(handle)
-    try:
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_csv_atomic(frame, path)
 
 
 def _parser() -> argparse.ArgumentParser:

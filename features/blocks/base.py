@@ -9,7 +9,7 @@ matrix is then one generic column operation, tested once for every block.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -129,14 +129,27 @@ class FeatureBlock(BaseEstimator):
     :meth:`transform`. Stateful blocks override :meth:`fit`,
     :meth:`get_state` and :meth:`set_state`; state is JSON plus named numpy
     arrays, never pickle.
+
+    Stateless blocks validate in :meth:`fit` and :meth:`transform` through
+    :meth:`_validate`: params by the :attr:`_param_rules` table (override
+    :meth:`_check_params` for more), battles by :attr:`_battle_columns`.
     """
 
     name: ClassVar[str] = "base"
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
+    _battle_columns: ClassVar[tuple[str, ...]] = ("prompt", "response_a", "response_b")
+    """Columns :meth:`_check_battles` requires in the battle table."""
+    _param_rules: ClassVar[dict[str, tuple[str, Callable[[Any], bool]]]] = {}
+    """Param -> (allowed values in words, validity test), for :meth:`_check_params`."""
 
     def fit(self, battles: pd.DataFrame) -> FeatureBlock:
-        """Learn state from the canonical battle table (no-op when stateless)."""
+        """Learn state from the canonical battle table.
+
+        Stateless blocks learn nothing: this validates the params and the
+        battle columns (:meth:`_validate`) and returns ``self``.
+        """
+        self._validate(battles)
         self.is_fitted_ = True
         return self
 
@@ -164,3 +177,71 @@ class FeatureBlock(BaseEstimator):
             raise RuntimeError(
                 f"feature block {self.name!r} is not fitted; call fit first."
             )
+
+    def _validate(self, battles: pd.DataFrame) -> None:
+        """Check the params, then the battle table's columns."""
+        self._check_params()
+        self._check_battles(battles)
+
+    def _check_battles(self, battles: pd.DataFrame) -> None:
+        """Raise ``ValueError`` naming the :attr:`_battle_columns` ``battles`` lacks."""
+        missing = [c for c in self._battle_columns if c not in battles.columns]
+        if missing:
+            raise ValueError(
+                f"feature block {self.name!r} needs columns {missing} in the battle "
+                f"table; got {list(battles.columns)}. Read battles with "
+                "features.battles.read_battles or as_battles first."
+            )
+
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` for the first param failing its :attr:`_param_rules`."""
+        for param, (allowed, is_valid) in self._param_rules.items():
+            value = getattr(self, param)
+            if not is_valid(value):
+                raise ValueError(
+                    f"The {param!r} of {type(self).__name__} must be {allowed}; "
+                    f"got {value!r}."
+                )
+
+    def _check_int(self, param: str, *, minimum: int) -> None:
+        """Check that ``param`` is an int (not a bool) >= ``minimum``.
+
+        Raises ``TypeError`` for a non-int, ``ValueError`` below ``minimum``.
+        """
+        value = getattr(self, param)
+        if not _is_int(value):
+            raise TypeError(
+                f"The {param!r} of {type(self).__name__} must be an int. Got {value!r}."
+            )
+        if value < minimum:
+            raise ValueError(
+                f"The {param!r} of {type(self).__name__} must be >= {minimum}. "
+                f"Got {value!r}."
+            )
+
+    def _check_choice(self, param: str, choices: Sequence[str]) -> None:
+        """Raise ``ValueError`` unless param ``param`` is one of ``choices``."""
+        value = getattr(self, param)
+        if value not in choices:
+            raise ValueError(
+                f"The {param!r} of {type(self).__name__} must be one of "
+                f"{list(choices)}. Got {value!r}."
+            )
+
+    def _check_state_format(self, state: dict[str, Any], expected: int) -> None:
+        """Raise ``ValueError`` unless ``state`` was written in format ``expected``."""
+        if state.get("format") != expected:
+            raise ValueError(
+                f"{type(self).__name__} state has format {state.get('format')!r}; "
+                f"this version reads format {expected}. Refit the block."
+            )
+
+
+def _is_int(value: Any) -> bool:
+    """An int (numpy ints too), but not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float (numpy numbers too), but not a bool."""
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)

@@ -118,7 +118,11 @@ default="sentence-transformers"
     Empty or whitespace-only texts embed to the zero vector, whose cosine
     with anything is 0. On CPU PyTorch uses all cores; set
     ``torch.set_num_threads`` to share them. ONNX int8 is the fastest CPU
-    option at a small accuracy cost (see ``benchmarks/bench_embeddings.py``).
+    option at a small accuracy cost (see ``benchmarks/bench_embeddings.py``);
+    its activations are quantized per batch, so a text's int8 embedding moves
+    slightly (cosine ~0.99) with its batch neighbours, while PyTorch and ONNX
+    fp32 differ only in the last bits. Batches are a function of the set of
+    distinct texts, so swapping A and B never changes them.
 
     Examples
     --------

@@ -28,13 +28,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int, _is_number
 from features.blocks.similarity import (
     char_ngram_counts,
     jaccard_from_counts,
     normalise_text,
 )
-from features.text import TURN_SEPARATOR, paired_matrix
+from features.text import TURN_SEPARATOR, joined_texts, paired_matrix
 
 __all__ = [
     "SCRIPTS",
@@ -352,7 +352,7 @@ class FlagsBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
-    _PARAM_RULES: ClassVar[dict[str, tuple[str, Any]]] = {
+    _param_rules = {
         "refusal_window": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
         "max_chars": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
         "near_identical_threshold": (
@@ -372,29 +372,6 @@ class FlagsBlock(FeatureBlock):
         self.max_chars = max_chars
         self.near_identical_threshold = near_identical_threshold
 
-    def _validate(self, battles: pd.DataFrame) -> None:
-        for param, (allowed, is_valid) in self._PARAM_RULES.items():
-            value = getattr(self, param)
-            if not is_valid(value):
-                raise ValueError(
-                    f"The {param!r} of FlagsBlock must be {allowed}; got {value!r}."
-                )
-        missing = [
-            c for c in ("prompt", "response_a", "response_b") if c not in battles
-        ]
-        if missing:
-            raise ValueError(
-                f"feature block 'flags' needs columns {missing} in the battle "
-                f"table; got {list(battles.columns)}. Read battles with "
-                "features.battles.read_battles or as_battles first."
-            )
-
-    def fit(self, battles: pd.DataFrame) -> FlagsBlock:
-        """Validate the params (nothing is learned) and return ``self``."""
-        self._validate(battles)
-        self.is_fitted_ = True
-        return self
-
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Flag features of each battle (float32, finite).
 
@@ -408,7 +385,7 @@ class FlagsBlock(FeatureBlock):
         self._validate(battles)
         start = time.perf_counter()
         prompt_ends = [
-            TURN_SEPARATOR.join(turns)[-self.max_chars :] for turns in battles["prompt"]
+            text[-self.max_chars :] for text in joined_texts(battles, "prompt")
         ]
         prompt_scripts = script_fractions(prompt_ends)
         a = _side_flags(battles["response_a"], prompt_scripts, self)
@@ -442,8 +419,8 @@ class FlagsBlock(FeatureBlock):
     def _identity(
         self, battles: pd.DataFrame
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        texts_a = [TURN_SEPARATOR.join(turns) for turns in battles["response_a"]]
-        texts_b = [TURN_SEPARATOR.join(turns) for turns in battles["response_b"]]
+        texts_a = joined_texts(battles, "response_a")
+        texts_b = joined_texts(battles, "response_b")
         identical = np.array(
             [x == y for x, y in zip(texts_a, texts_b, strict=True)], dtype=np.float64
         )
@@ -455,11 +432,3 @@ class FlagsBlock(FeatureBlock):
         jaccard = jaccard_from_counts(char_ngram_counts([norm_a, norm_b], 3), 0, 1)
         near = (identical > 0) | same | (jaccard >= self.near_identical_threshold)
         return identical, near.astype(np.float64)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)

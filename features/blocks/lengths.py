@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.blocks.base import FeatureBlock, FeatureMatrix
-from features.text import joined_texts, paired_matrix
+from features.text import WORD_PATTERN, WORD_RE, joined_texts, paired_matrix
 
 __all__ = [
     "DEFAULT_TANH_SCALES",
@@ -33,11 +33,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Scripts written without spaces between words: each character counts as a word.
-# Hangul is left out on purpose (Korean puts spaces between words).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
-_TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+|[^\\w\\s]")
+# Words (each CJK character one word, see features.text) or punctuation marks.
+_TOKEN = re.compile(f"{WORD_PATTERN}|[^\\w\\s]")
 _NONBLANK_LINE = re.compile(r"^[ \t\r\f\v]*\S", re.MULTILINE)
 # The look-behind starts a terminator run only at its first mark, so a long
 # run of "!" not followed by a space is tried once, not from every mark.
@@ -80,7 +77,7 @@ def count_words(text: str) -> int:
     >>> count_words("Hello, world! 你好世界")
     6
     """
-    return len(_WORD.findall(text))
+    return len(WORD_RE.findall(text))
 
 
 def count_tokens(text: str) -> int:
@@ -197,12 +194,8 @@ class LengthsBlock(FeatureBlock):
             scales[key] = float(value)
         return scales
 
-    def fit(self, battles: pd.DataFrame) -> LengthsBlock:
-        """Validate the params (nothing is learned) and return ``self``."""
-        self._scales()
-        _check_battles(battles, self.name)
-        self.is_fitted_ = True
-        return self
+    def _check_params(self) -> None:
+        self._scales()  # tanh_scales is the only param; _scales() checks it
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Length features of each battle (float32, finite).
@@ -216,7 +209,7 @@ class LengthsBlock(FeatureBlock):
             ``tanh_scales`` is not a dict.
         """
         scales = self._scales()
-        _check_battles(battles, self.name)
+        self._check_battles(battles)
         start = time.perf_counter()
         texts_a = joined_texts(battles, "response_a")
         texts_b = joined_texts(battles, "response_b")
@@ -246,9 +239,7 @@ class LengthsBlock(FeatureBlock):
         prompt_values = {
             "chars": [len(text) for text in prompts],
             "words": [count_words(text) for text in prompts],
-            "turns": [
-                sum(1 for t in turns if t.strip()) for turns in battles["prompt"]
-            ],
+            "turns": [_visible_turns(turns) for turns in battles["prompt"]],
         }
         for name in _PROMPT_FEATURES:
             columns.append(f"s_len_prompt_{name}")
@@ -262,15 +253,3 @@ class LengthsBlock(FeatureBlock):
             time.perf_counter() - start,
         )
         return FeatureMatrix(values, tuple(columns))
-
-
-def _check_battles(battles: pd.DataFrame, block: str) -> None:
-    missing = [
-        c for c in ("prompt", "response_a", "response_b") if c not in battles.columns
-    ]
-    if missing:
-        raise ValueError(
-            f"feature block {block!r} needs columns {missing} in the battle table; "
-            f"got {list(battles.columns)}. Read battles with "
-            "features.battles.read_battles or as_battles first."
-        )

@@ -16,7 +16,6 @@ of a conversation matters most to voters), so cost is bounded per row.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, Literal
@@ -25,8 +24,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from features.blocks.base import FeatureBlock, FeatureMatrix
-from features.text import joined_texts, paired_matrix
+from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
+from features.text import WORD_RE, joined_texts, paired_matrix
 
 __all__ = [
     "SimilarityBlock",
@@ -38,11 +37,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Scripts written without spaces between words: each character is one word
-# (same convention as the lengths block; Hangul keeps its spaces).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 
 # Keys are (row << 50) | (hash << 2) | side: 14 row bits, 48 hash bits and 2
 # side bits fill one uint64, so one sort groups equal n-grams of a row.
@@ -73,7 +67,7 @@ def word_set(text: str) -> set[str]:
     >>> sorted(word_set("the cat, the 猫"))
     ['cat', 'the', '猫']
     """
-    return set(_WORD.findall(text))
+    return set(WORD_RE.findall(text))
 
 
 def _codepoints(texts: Sequence[str]) -> NDArray[np.uint64]:
@@ -247,31 +241,25 @@ def overlap_from_counts(
     return np.where(size > 0, inter / np.maximum(size, 1), 0.0)
 
 
-def _word_overlaps(
-    prompts: list[set[str]], answers: list[set[str]]
+def _word_set_overlaps(
+    first: list[set[str]],
+    second: list[set[str]],
+    *,
+    by: Literal["min", "first"],
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    jaccard = np.zeros(len(prompts))
-    coverage = np.zeros(len(prompts))
-    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
-        if not prompt or not answer:
-            continue
-        inter = len(prompt & answer)
-        jaccard[i] = inter / (len(prompt) + len(answer) - inter)
-        coverage[i] = inter / len(prompt)
-    return jaccard, coverage
+    """Jaccard of each pair of word sets and their shared share, 0 if one is empty.
 
-
-def _pair_word_similarity(
-    first: list[set[str]], second: list[set[str]]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    The share divides the shared words by the smaller set (``by="min"``) or by
+    ``first`` (``by="first"``), as in :func:`overlap_from_counts`.
+    """
     jaccard = np.zeros(len(first))
     overlap = np.zeros(len(first))
-    for i, (a, b) in enumerate(zip(first, second, strict=True)):
-        if not a or not b:
+    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+        if not x or not y:
             continue
-        inter = len(a & b)
-        jaccard[i] = inter / (len(a) + len(b) - inter)
-        overlap[i] = inter / min(len(a), len(b))
+        inter = len(x & y)
+        jaccard[i] = inter / (len(x) + len(y) - inter)
+        overlap[i] = inter / (len(x) if by == "first" else min(len(x), len(y)))
     return jaccard, overlap
 
 
@@ -325,7 +313,7 @@ class SimilarityBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
-    _PARAM_RULES: ClassVar[dict[str, tuple[str, Any]]] = {
+    _param_rules = {
         "max_chars": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
         "lowercase": ("True or False", lambda v: isinstance(v, bool)),
     }
@@ -333,16 +321,6 @@ class SimilarityBlock(FeatureBlock):
     def __init__(self, *, max_chars: int = 3000, lowercase: bool = True) -> None:
         self.max_chars = max_chars
         self.lowercase = lowercase
-
-    def _validate(self, battles: pd.DataFrame) -> None:
-        _check_params(self, self._PARAM_RULES)
-        _check_battles(battles, self.name)
-
-    def fit(self, battles: pd.DataFrame) -> SimilarityBlock:
-        """Validate the params (nothing is learned) and return ``self``."""
-        self._validate(battles)
-        self.is_fitted_ = True
-        return self
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Similarity features of each battle (float32, in [0, 1]).
@@ -364,9 +342,9 @@ class SimilarityBlock(FeatureBlock):
         words_p, words_a, words_b = (
             [word_set(text) for text in texts] for texts in (prompt, a, b)
         )
-        word_jaccard_a, coverage_a = _word_overlaps(words_p, words_a)
-        word_jaccard_b, coverage_b = _word_overlaps(words_p, words_b)
-        word_jaccard, word_overlap = _pair_word_similarity(words_a, words_b)
+        word_jaccard_a, coverage_a = _word_set_overlaps(words_p, words_a, by="first")
+        word_jaccard_b, coverage_b = _word_set_overlaps(words_p, words_b, by="first")
+        word_jaccard, word_overlap = _word_set_overlaps(words_a, words_b, by="min")
 
         char3 = char_ngram_counts([prompt, a, b], 3)  # sides: 0 prompt, 1 A, 2 B
         char4 = char_ngram_counts([a, b], 4)
@@ -397,29 +375,3 @@ class SimilarityBlock(FeatureBlock):
             time.perf_counter() - start,
         )
         return matrix
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _check_params(block: FeatureBlock, rules: dict[str, tuple[str, Any]]) -> None:
-    for param, (allowed, is_valid) in rules.items():
-        value = getattr(block, param)
-        if not is_valid(value):
-            raise ValueError(
-                f"The {param!r} of {type(block).__name__} must be {allowed}; "
-                f"got {value!r}."
-            )
-
-
-def _check_battles(battles: pd.DataFrame, block: str) -> None:
-    missing = [
-        c for c in ("prompt", "response_a", "response_b") if c not in battles.columns
-    ]
-    if missing:
-        raise ValueError(
-            f"feature block {block!r} needs columns {missing} in the battle table; "
-            f"got {list(battles.columns)}. Read battles with "
-            "features.battles.read_battles or as_battles first."
-        )

@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
 from features.text import joined_texts, last_turns, paired_matrix
 
 __all__ = [
@@ -306,6 +306,7 @@ def _require_textstat() -> None:
 
 
 _READABILITY_BACKENDS = {"fast": _fast_readability, "textstat": _textstat_readability}
+_READABILITY_CHOICES = (*_READABILITY_BACKENDS, "none")
 
 
 class StyleBlock(FeatureBlock):
@@ -377,7 +378,13 @@ class StyleBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
-    _valid_readability: ClassVar[tuple[str, ...]] = ("fast", "textstat", "none")
+    _battle_columns = ("response_a", "response_b")
+    _param_rules = {
+        "readability": (
+            f"one of {list(_READABILITY_CHOICES)}",
+            lambda v: v in _READABILITY_CHOICES,
+        ),
+    }
 
     def __init__(
         self,
@@ -390,15 +397,11 @@ class StyleBlock(FeatureBlock):
         self.readability_max_chars = readability_max_chars
         self.ttr_window = ttr_window
 
-    def _validate(self) -> None:
-        if self.readability not in self._valid_readability:
-            raise ValueError(
-                f"The 'readability' of StyleBlock must be one of "
-                f"{list(self._valid_readability)}; got {self.readability!r}."
-            )
+    def _check_params(self) -> None:
+        super()._check_params()
         for param, minimum in (("readability_max_chars", 100), ("ttr_window", 10)):
             value = getattr(self, param)
-            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            if not _is_int(value):
                 raise TypeError(
                     f"The {param!r} of StyleBlock must be an int; got "
                     f"{type(value).__name__} {value!r}."
@@ -409,13 +412,6 @@ class StyleBlock(FeatureBlock):
                 )
         if self.readability == "textstat":
             _require_textstat()
-
-    def fit(self, battles: pd.DataFrame) -> StyleBlock:
-        """Validate the params (nothing is learned) and return ``self``."""
-        self._validate()
-        _check_battles(battles)
-        self.is_fitted_ = True
-        return self
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Style features of each battle (float32, finite).
@@ -429,8 +425,7 @@ class StyleBlock(FeatureBlock):
         ImportError, LookupError
             ``readability="textstat"`` without textstat or its NLTK data.
         """
-        self._validate()
-        _check_battles(battles)
+        self._validate(battles)
         start = time.perf_counter()
         sides = [
             self._side_features(
@@ -527,13 +522,3 @@ def _lexical(text: str, window: int) -> dict[str, float]:
         "digit_ratio": _ratio(n_digits, visible),
         "upper_ratio": _ratio(sum(map(len, _UPPER_RUN.findall(text))), n_letters),
     }
-
-
-def _check_battles(battles: pd.DataFrame) -> None:
-    missing = [c for c in ("response_a", "response_b") if c not in battles.columns]
-    if missing:
-        raise ValueError(
-            f"feature block 'style' needs columns {missing} in the battle table; "
-            f"got {list(battles.columns)}. Read battles with "
-            "features.battles.read_battles or as_battles first."
-        )

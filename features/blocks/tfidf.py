@@ -31,16 +31,18 @@ from sklearn.preprocessing import normalize
 
 from features.battles import truncate_battles
 from features.blocks.base import FeatureBlock, FeatureMatrix
-from features.text import joined_texts
+from features.text import (
+    OUTPUTS,
+    WORD_PATTERN,
+    joined_texts,
+    side_outputs,
+    symmetric_texts,
+)
 
 __all__ = ["TfidfBlock"]
 
 logger = logging.getLogger(__name__)
 
-# Scripts written without spaces: one character is one word (same convention as
-# the lengths and similarity blocks), so Chinese word bigrams are character pairs.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_TOKEN_PATTERN = f"[{_CJK}]|[^\\W{_CJK}]+"
 _KINDS = {"w": "word", "c": "char_wb"}  # column tag -> sklearn analyzer
 _STATE_FORMAT = 1
 _MAX_CACHED_WORDS = 200_000  # ~50 MB of per-word n-gram ids, then start afresh
@@ -124,8 +126,6 @@ class TfidfBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = True
 
-    _OUTPUTS: ClassVar[tuple[str, ...]] = ("diff", "sides", "both")
-
     def __init__(
         self,
         *,
@@ -155,15 +155,11 @@ class TfidfBlock(FeatureBlock):
 
     # ------------------------------------------------------------------ params
     def _validate_params(self) -> None:
-        if self.output not in self._OUTPUTS:
-            raise ValueError(
-                f"The 'output' of TfidfBlock must be one of {list(self._OUTPUTS)}. "
-                f"Got {self.output!r}."
-            )
+        self._check_choice("output", OUTPUTS)
         for name in ("word_ngram_range", "char_ngram_range"):
             _ngram_range(name, getattr(self, name))
         for name in ("word_max_features", "char_max_features"):
-            _check_int(name, getattr(self, name), minimum=0)
+            self._check_int(name, minimum=0)
         if self.word_max_features == 0 and self.char_max_features == 0:
             raise ValueError(
                 "TfidfBlock has both 'word_max_features' and 'char_max_features' "
@@ -185,10 +181,10 @@ class TfidfBlock(FeatureBlock):
                     f"{getattr(self, name)!r}."
                 )
         if self.svd_components is not None:
-            _check_int("svd_components", self.svd_components, minimum=1)
+            self._check_int("svd_components", minimum=1)
         if self.max_chars is not None:
-            _check_int("max_chars", self.max_chars, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+            self._check_int("max_chars", minimum=1)
+        self._check_int("seed", minimum=0)
 
     def _enabled_kinds(self) -> list[str]:
         sizes = {"w": self.word_max_features, "c": self.char_max_features}
@@ -204,7 +200,9 @@ class TfidfBlock(FeatureBlock):
                 "word_ngram_range" if word else "char_ngram_range",
                 self.word_ngram_range if word else self.char_ngram_range,
             ),
-            token_pattern=_TOKEN_PATTERN if word else None,
+            # One CJK character is one word, so Chinese word bigrams are
+            # character pairs.
+            token_pattern=WORD_PATTERN if word else None,
             max_features=self.word_max_features if word else self.char_max_features,
             min_df=self.min_df,
             lowercase=self.lowercase,
@@ -235,7 +233,7 @@ class TfidfBlock(FeatureBlock):
         """
         self._validate_params()
         started = time.perf_counter()
-        prompts, first, second = _symmetric_texts(battles, self.max_chars)
+        prompts, first, second = symmetric_texts(battles, self.max_chars)
         corpus = prompts + first + second
         vocabularies, idfs = {}, {}
         for tag in self._enabled_kinds():
@@ -354,16 +352,7 @@ class TfidfBlock(FeatureBlock):
                 for tag, t in self.terms_.items()
                 for i in range(len(t))
             ]
-        blocks, columns = [], []
-        if self.output in ("sides", "both"):
-            blocks += [side_a, side_b]
-            columns += [f"a_{n}" for n in names] + [f"b_{n}" for n in names]
-        if self.output in ("diff", "both"):
-            diff = side_a - side_b
-            if sp.issparse(diff):
-                diff.eliminate_zeros()
-            blocks.append(diff)
-            columns += [f"d_{n}" for n in names]
+        blocks, columns = side_outputs(self.output, names, side_a, side_b)
         if self.svd_components_ is not None:
             values: Any = np.hstack(blocks).astype(np.float32)
         else:
@@ -429,11 +418,7 @@ class TfidfBlock(FeatureBlock):
             components do not match each other or this block's params.
         """
         self._validate_params()
-        if state.get("format") != _STATE_FORMAT:
-            raise ValueError(
-                f"TfidfBlock state has format {state.get('format')!r}; this version "
-                f"reads format {_STATE_FORMAT}. Refit the block."
-            )
+        self._check_state_format(state, _STATE_FORMAT)
         vocabularies = {
             tag: {str(k): int(v) for k, v in vocab.items()}
             for tag, vocab in state["vocabularies"].items()
@@ -460,15 +445,6 @@ class TfidfBlock(FeatureBlock):
         return self
 
 
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"The {name!r} of TfidfBlock must be an int. Got {value!r}.")
-    if value < minimum:
-        raise ValueError(
-            f"The {name!r} of TfidfBlock must be >= {minimum}. Got {value!r}."
-        )
-
-
 def _ngram_range(name: str, value: Any) -> tuple[int, int]:
     """``(low, high)`` from a tuple or YAML list, checked."""
     if (
@@ -483,22 +459,6 @@ def _ngram_range(name: str, value: Any) -> tuple[int, int]:
             f"1 <= low <= high, e.g. [1, 2]. Got {value!r}."
         )
     return int(value[0]), int(value[1])
-
-
-def _symmetric_texts(
-    battles: pd.DataFrame, max_chars: int | None
-) -> tuple[list[str], list[str], list[str]]:
-    """Prompts and each battle's two answers in sorted order (swap-invariant)."""
-    cut = truncate_battles(battles, max_chars)
-    pairs = [
-        sorted(pair)
-        for pair in zip(
-            joined_texts(cut, "response_a"),
-            joined_texts(cut, "response_b"),
-            strict=True,
-        )
-    ]
-    return joined_texts(cut, "prompt"), [p[0] for p in pairs], [p[1] for p in pairs]
 
 
 def _char_wb_tfidf(vectorizer: TfidfVectorizer, texts: list[str]) -> sp.csr_matrix:

@@ -16,7 +16,6 @@ object involved, and the state is plain JSON plus arrays.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import warnings
 import zlib
@@ -30,16 +29,19 @@ from numpy.typing import NDArray
 
 from features.battles import truncate_battles
 from features.blocks.base import FeatureBlock, FeatureMatrix
-from features.text import joined_texts, paired_matrix
+from features.text import (
+    OUTPUTS,
+    WORD_RE,
+    joined_texts,
+    paired_matrix,
+    side_outputs,
+    symmetric_texts,
+)
 
 __all__ = ["Word2VecBlock", "tokenize"]
 
 logger = logging.getLogger(__name__)
 
-# Scripts written without spaces: one character is one word (same convention as
-# the lengths and similarity blocks); every other script splits on \w runs.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
 _MAX_SENTENCE = 10_000  # gensim silently drops words past this per sentence
 _STATE_FORMAT = 1
 
@@ -50,7 +52,7 @@ def tokenize(text: str) -> list[str]:
     >>> tokenize("Hello, World! 北京 café_2")
     ['hello', 'world', '北', '京', 'café_2']
     """
-    return _WORD.findall(text.lower())
+    return WORD_RE.findall(text.lower())
 
 
 def _stable_hash(text: str) -> int:
@@ -129,7 +131,6 @@ class Word2VecBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = True
 
-    _OUTPUTS: ClassVar[tuple[str, ...]] = ("diff", "sides", "both")
     _POSITIVE_INTS: ClassVar[tuple[str, ...]] = (
         "vector_size",
         "window",
@@ -162,17 +163,13 @@ class Word2VecBlock(FeatureBlock):
         self.output = output
 
     def _validate_params(self) -> None:
-        if self.output not in self._OUTPUTS:
-            raise ValueError(
-                f"The 'output' of Word2VecBlock must be one of "
-                f"{list(self._OUTPUTS)}. Got {self.output!r}."
-            )
+        self._check_choice("output", OUTPUTS)
         for name in self._POSITIVE_INTS:
-            _check_int(name, getattr(self, name), minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+            self._check_int(name, minimum=1)
+        self._check_int("seed", minimum=0)
         for name in ("max_vocab", "max_chars"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=1)
+                self._check_int(name, minimum=1)
 
     # --------------------------------------------------------------------- fit
     def fit(self, battles: pd.DataFrame) -> Word2VecBlock:
@@ -205,7 +202,13 @@ class Word2VecBlock(FeatureBlock):
                 stacklevel=2,
             )
         started = time.perf_counter()
-        token_lists = [tokenize(text) for text in _symmetric_texts(battles, self)]
+        # Prompt, then the two answers in sorted order, battle by battle.
+        texts = [
+            text
+            for triple in zip(*symmetric_texts(battles, self.max_chars), strict=True)
+            for text in triple
+        ]
+        token_lists = [tokenize(text) for text in texts]
         sentences = [
             tokens[start : start + _MAX_SENTENCE]
             for tokens in token_lists
@@ -312,12 +315,11 @@ class Word2VecBlock(FeatureBlock):
             ("mean", "tfidf"), side_a, side_b, strict=True
         ):
             names = [f"w2v_{pooling}_{i}" for i in range(self.vector_size)]
-            if self.output in ("sides", "both"):
-                blocks += [a_vectors, b_vectors]
-                columns += [f"a_{n}" for n in names] + [f"b_{n}" for n in names]
-            if self.output in ("diff", "both"):
-                blocks.append(a_vectors - b_vectors)
-                columns += [f"d_{n}" for n in names]
+            more_blocks, more_columns = side_outputs(
+                self.output, names, a_vectors, b_vectors
+            )
+            blocks += more_blocks
+            columns += more_columns
         values = np.hstack(blocks).astype(np.float32)
         return FeatureMatrix(values, tuple(columns))
 
@@ -340,11 +342,7 @@ class Word2VecBlock(FeatureBlock):
             sizes (or vectors of another ``vector_size``).
         """
         self._validate_params()
-        if state.get("format") != _STATE_FORMAT:
-            raise ValueError(
-                f"Word2VecBlock state has format {state.get('format')!r}; this "
-                f"version reads format {_STATE_FORMAT}. Refit the block."
-            )
+        self._check_state_format(state, _STATE_FORMAT)
         vocabulary = [str(word) for word in state["vocabulary"]]
         vectors = np.asarray(arrays["vectors"], dtype=np.float32)
         idf = np.asarray(arrays["idf"], dtype=np.float64)
@@ -358,29 +356,6 @@ class Word2VecBlock(FeatureBlock):
             )
         self._build(vocabulary, vectors, idf)
         return self
-
-
-def _check_int(name: str, value: Any, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"The {name!r} of Word2VecBlock must be an int. Got {value!r}.")
-    if value < minimum:
-        raise ValueError(
-            f"The {name!r} of Word2VecBlock must be >= {minimum}. Got {value!r}."
-        )
-
-
-def _symmetric_texts(battles: pd.DataFrame, block: Word2VecBlock) -> list[str]:
-    """Prompt, then the two answers in sorted order, battle by battle."""
-    cut = truncate_battles(battles, block.max_chars)
-    texts = []
-    for prompt, a, b in zip(
-        joined_texts(cut, "prompt"),
-        joined_texts(cut, "response_a"),
-        joined_texts(cut, "response_b"),
-        strict=True,
-    ):
-        texts += [prompt, *sorted((a, b))]
-    return texts
 
 
 def _count_matrix(

@@ -183,7 +183,8 @@ def test_small_tables_are_generated(n_rows: int) -> None:
 
 def test_fields_stay_under_the_csv_limit_below_2000_rows() -> None:
     small = make_demo_battles(n_rows=500, seed=0)
-    assert small[TEXT_COLUMNS].map(len).to_numpy().max() <= CSV_FIELD_LIMIT
+    lengths = small[TEXT_COLUMNS].apply(lambda column: column.str.len())
+    assert lengths.to_numpy().max() <= CSV_FIELD_LIMIT
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_some_fields_are_not_json_lists(
 
 
 def test_some_fields_exceed_the_default_csv_field_limit(battles: pd.DataFrame) -> None:
-    lengths = battles[TEXT_COLUMNS].map(len)
+    lengths = battles[TEXT_COLUMNS].apply(lambda column: column.str.len())
     assert 1 <= (lengths > CSV_FIELD_LIMIT).to_numpy().sum() <= 2
 
 
@@ -378,13 +379,39 @@ def test_cli_writes_a_readable_csv_and_reports_the_path(
     pd.testing.assert_frame_equal(pd.read_csv(out), battles, check_dtype=False)
 
 
-def test_cli_rejects_a_row_count_below_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--n-rows", "0"], "--n-rows must be >= 1. Got 0."),
+        (["--seed", "-1"], "--seed must be >= 0. Got -1."),
+    ],
+)
+def test_cli_rejects_bad_values_and_writes_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: list[str],
+    message: str,
 ) -> None:
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path / "x.csv"), "--n-rows", "0"])
-    assert "--n-rows must be >= 1. Got 0." in capsys.readouterr().err
-    assert not (tmp_path / "x.csv").exists()
+        main(["--out", str(tmp_path / "x.csv"), *option])
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "train.csv"
+    out.write_text("old\n", encoding="utf-8")
+
+    def _fail(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", _fail)
+    with pytest.raises(OSError, match="disk full"):
+        main(["--out", str(out), "--n-rows", "20", "--quiet"])
+    assert out.read_text(encoding="utf-8") == "old\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["train.csv"]
 
 
 def test_cli_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:

@@ -232,6 +232,22 @@ def test_a_huge_text_is_cut_to_a_character_budget_keeping_its_end():
     assert sent.endswith("the very end")
 
 
+def test_no_battles_give_an_empty_matrix_with_all_columns(word_battles):
+    block = EmbeddingsBlock(device="cpu")
+    _with_spy(block)
+    matrix = block.fit(word_battles).transform(word_battles.iloc[:0])
+    assert matrix.values.shape == (0, 3 * 3 + 4)
+
+
+def test_progress_bar_counts_texts_when_asked(word_battles, capsys):
+    block = EmbeddingsBlock(device="cpu", show_progress=True, batch_size=3)
+    _with_spy(block)
+    block.fit(word_battles).transform(word_battles)
+    assert "embeddings (sentence-transformers)" in capsys.readouterr().err
+    block.set_params(show_progress=False).transform(word_battles)
+    assert "embeddings" not in capsys.readouterr().err
+
+
 def test_right_truncation_keeps_the_start_of_a_huge_text():
     huge = "the very start " + "end " * 40_000
     battles = _battles([("q", huge, "short")])
@@ -376,6 +392,31 @@ def test_max_seq_length_beyond_the_model_positions_raises(tiny_bert, word_battle
 def test_missing_model_folder_raises_with_the_model_name(tmp_path, word_battles):
     block = EmbeddingsBlock(model=str(tmp_path / "nope"), backend="hf-mean-pool")
     with pytest.raises(OSError, match="could not load 'hf-mean-pool' model"):
+        block.fit(word_battles).transform(word_battles)
+
+
+def test_missing_sentence_transformers_folder_raises(tmp_path, word_battles):
+    pytest.importorskip("sentence_transformers")
+    block = EmbeddingsBlock(model=str(tmp_path / "nope"), device="cpu")
+    with pytest.raises(OSError, match="could not load sentence-transformers model"):
+        block.fit(word_battles).transform(word_battles)
+
+
+def test_tokenizer_without_any_padding_token_raises(tmp_path, word_battles):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {token: i for i, token in enumerate(_WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="the"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=backend).save_pretrained(
+        tmp_path
+    )
+    config = transformers.GPT2Config(
+        vocab_size=len(vocab), n_embd=8, n_layer=1, n_head=1, n_positions=256
+    )
+    transformers.GPT2Model(config).save_pretrained(tmp_path)
+    block = EmbeddingsBlock(model=str(tmp_path), backend="llm")
+    with pytest.raises(ValueError, match="no pad, eos or unk token"):
         block.fit(word_battles).transform(word_battles)
 
 
