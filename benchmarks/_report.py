@@ -1,0 +1,356 @@
+"""Shared pieces of the benchmarks: machine facts, timing, child processes, tables.
+
+Every benchmark returns :class:`Table` objects; the orchestrator
+(``benchmarks.run``) renders them into ``BENCHMARKS.md`` with the command, the
+machine and the date, so each number can be reproduced.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ChildRun",
+    "REPO_ROOT",
+    "Table",
+    "fmt",
+    "growth_exponent",
+    "machine_info",
+    "median",
+    "percentile",
+    "run_child",
+    "timed",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: children run here, so ``python -m pipelines...`` works."""
+
+_CHILD_ENV_DROP = ("PYTEST_CURRENT_TEST",)
+
+
+@dataclass
+class Table:
+    """One markdown table of a benchmark section.
+
+    Attributes
+    ----------
+    title : str
+        Heading (rendered as ``###``).
+    columns : list of str
+        Column names, in order; each row maps them to values.
+    rows : list of dict
+        The rows; missing cells render as ``-``.
+    notes : list of str
+        Sentences rendered under the table (how it was measured, caveats).
+    command : str or None
+        The command that reproduces the table alone, when there is one.
+    """
+
+    title: str
+    columns: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    command: str | None = None
+
+    def to_markdown(self) -> str:
+        """The table as GitHub markdown (heading, command, table, notes)."""
+        lines = [f"### {self.title}", ""]
+        if self.command:
+            lines += [f"Command: `{self.command}`", ""]
+        lines.append("| " + " | ".join(self.columns) + " |")
+        lines.append("|" + "|".join(_align(self.rows, c) for c in self.columns) + "|")
+        for row in self.rows:
+            cells = [fmt(row.get(c)) for c in self.columns]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if not self.rows:
+            lines.append("| " + " | ".join("-" for _ in self.columns) + " |")
+        if self.notes:
+            lines.append("")
+            lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _align(rows: Sequence[Mapping[str, Any]], column: str) -> str:
+    values = [row.get(column) for row in rows if row.get(column) is not None]
+    numeric = values and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    )
+    return "---:" if numeric else "---"
+
+
+def fmt(value: Any) -> str:
+    """A table cell: floats to 4 significant-ish digits, ints with separators.
+
+    >>> fmt(1234567), fmt(0.123456), fmt(1234.5), fmt(None), fmt(float("nan"))
+    ('1,234,567', '0.1235', '1,234', '-', 'n/a')
+    """
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.4f}"
+    return str(value)
+
+
+def median(values: Iterable[float]) -> float:
+    """Median of the values (NaN when there are none).
+
+    >>> median([3.0, 1.0, 2.0])
+    2.0
+    """
+    values = [v for v in values if v is not None]
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50)
+    3.0
+    """
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds one call of ``function`` took, and its result."""
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def growth_exponent(sizes: Sequence[float], values: Sequence[float]) -> float:
+    """``b`` of the least-squares fit ``log(value) = a + b log(size)``.
+
+    1.0 is linear growth, 2.0 quadratic. NaN with fewer than two usable points.
+
+    >>> round(growth_exponent([1e3, 2e3, 4e3], [1.0, 4.0, 16.0]), 3)
+    2.0
+    """
+    import numpy as np
+
+    pairs = [(s, v) for s, v in zip(sizes, values, strict=True) if s > 0 and v > 0]
+    if len(pairs) < 2:
+        return float("nan")
+    x = np.log([p[0] for p in pairs])
+    y = np.log([p[1] for p in pairs])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else ``os.cpu_count``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return None
+
+
+def _gpu() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return "none"
+
+
+def machine_info() -> dict[str, Any]:
+    """Facts every table is stated with: cores, CPU model, memory, GPU, date."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    memory = _memory_gb()
+    return {
+        "cores": available_cores(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": None if memory is None else round(memory, 1),
+        "gpu": _gpu(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load_at_start": tuple(round(v, 2) for v in load),
+    }
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages (NaN where unknown)."""
+    if hasattr(os, "getloadavg"):
+        return tuple(round(v, 2) for v in os.getloadavg())
+    return (float("nan"),) * 3
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """What one measured child process did.
+
+    Attributes
+    ----------
+    command : list of str
+        The argv it ran.
+    returncode : int
+        Exit status.
+    seconds : float
+        Wall time.
+    peak_rss_bytes : int
+        Its peak resident set size, including its own waited-for children.
+    cpu_seconds : float
+        User plus system CPU time.
+    stdout, stderr : str
+        Its output.
+    """
+
+    command: list[str]
+    returncode: int
+    seconds: float
+    peak_rss_bytes: int
+    cpu_seconds: float
+    stdout: str
+    stderr: str
+
+    @property
+    def peak_rss_gb(self) -> float:
+        """Peak RSS in GiB."""
+        return self.peak_rss_bytes / 1024**3
+
+    @property
+    def display(self) -> str:
+        """The command as one shell-quoted line (with ``python`` for the venv)."""
+        argv = ["python", *self.command[1:]] if self.command else []
+        return shlex.join(argv)
+
+    def check(self) -> ChildRun:
+        """Self, or a RuntimeError naming the command and its last output lines."""
+        if self.returncode != 0:
+            tail = "\n".join((self.stderr or self.stdout).strip().splitlines()[-15:])
+            raise RuntimeError(
+                f"benchmark child failed with exit code {self.returncode}: "
+                f"{self.display}\n{tail}"
+            )
+        return self
+
+
+def run_child(
+    argv: Sequence[str],
+    *,
+    cwd: Path = REPO_ROOT,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> ChildRun:
+    """Run ``argv`` and measure its wall time, CPU time and peak RSS.
+
+    The peak RSS comes from ``os.wait4`` on that child alone: Linux reports
+    the largest RSS of the child and of the descendants it waited for, so it
+    is exact (no polling gaps) and not mixed with earlier children, unlike
+    ``getrusage(RUSAGE_CHILDREN)``, whose maximum covers every child so far.
+
+    Parameters
+    ----------
+    argv : sequence of str
+        The command; ``sys.executable`` is the usual first element.
+    cwd : Path, default=REPO_ROOT
+        Working directory.
+    env : mapping, default=None
+        Extra environment variables (added to this process's).
+    timeout : float, default=None
+        Seconds before the child is killed (its run then has returncode -9).
+    """
+    child_env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
+    child_env.update(env or {})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv), cwd=cwd, env=child_env, stdout=out, stderr=err
+        )
+        deadline = None if timeout is None else started + timeout
+        status, usage = _wait(process.pid, deadline)
+        seconds = time.perf_counter() - started
+        process.returncode = status  # reaped by wait4; keep Popen consistent
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    return ChildRun(
+        command=list(argv),
+        returncode=status,
+        seconds=seconds,
+        peak_rss_bytes=int(usage.ru_maxrss) * 1024,  # Linux reports KiB
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def _wait(pid: int, deadline: float | None) -> tuple[int, Any]:
+    if deadline is None:
+        _, status, usage = os.wait4(pid, 0)
+        return os.waitstatus_to_exitcode(status), usage
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), usage
+        if time.perf_counter() > deadline:
+            os.kill(pid, 9)
+            _, status, usage = os.wait4(pid, 0)
+            return os.waitstatus_to_exitcode(status), usage
+        time.sleep(0.2)
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """``[sys.executable, "-m", module, *args]``."""
+    return [sys.executable, "-m", module, *args]
+
+
+def relative(path: Path) -> str:
+    """``path`` relative to the repository root when inside it (for commands)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
