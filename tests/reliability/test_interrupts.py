@@ -167,6 +167,10 @@ def _wait_until(condition, process: subprocess.Popen, timeout: float = 120) -> b
 
 
 # ---------------------------------------------------------------- checks
+def _listing(directory: Path) -> set[str]:
+    return set(os.listdir(directory)) if directory.exists() else set()
+
+
 def _temporaries(directory: Path) -> list[str]:
     if not directory.exists():
         return []
@@ -245,13 +249,17 @@ def test_build_features_killed_at_random_moments_then_rerun_equals_one_run(
     config = _workspace(tmp_path / "killed", SLOWER_BLOCKS)
     store = tmp_path / "killed" / "store"
 
-    for attempt in range(3):
+    codes = []
+    for _ in range(3):
+        before = _listing(store)
         process = _start("build_features", _argv(config, data), tmp_path / "log")
-        # Wait for the first write, then let it run a random while longer.
-        _wait_until(store.exists, process)
-        time.sleep(rng.uniform(0.0, 1.5))
-        _kill(process)
+        # Wait for its first write (a new temporary directory or entry), then
+        # let it run a random while longer.
+        _wait_until(lambda before=before: _listing(store) - before, process)
+        time.sleep(rng.uniform(0.0, 1.0))
+        codes.append(_kill(process))
         _assert_store_holds_only_complete_entries(store)
+    assert -signal.SIGKILL in codes  # at least one kill landed mid-build
 
     assert build_features.main(_argv(config, data)) == 0
 

@@ -1,0 +1,230 @@
+"""What the benchmark sections share: options, the corpus, folds and fitted models.
+
+A full run fits each profile on the real corpus once and lets the accuracy and
+speed sections share it; the feature store under ``artifacts/bench-store``
+keeps the expensive blocks (MiniLM embeddings: ~16 minutes of CPU for the
+corpus) across runs, so they are paid once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._report import REPO_ROOT, relative
+from benchmarks.make_scale_set import DEFAULT_CORPUS, write_csv_atomic
+from features.battles import CLASSES, read_battles, truncate_battles
+from features.store import FeatureStore
+from models import PreferenceModel, make_folds, prompt_groups
+from pipelines.config import Config, load_config
+
+__all__ = ["BenchContext", "BenchOptions", "FittedModel", "QUICK_OVERRIDES"]
+
+logger = logging.getLogger(__name__)
+
+QUICK_OVERRIDES: tuple[str, ...] = (
+    "training.booster_params.lightgbm.learning_rate=0.1",
+    "training.booster_params.lightgbm.num_boost_round=200",
+    "training.booster_params.lightgbm.early_stopping_rounds=20",
+    "training.booster_params.xgboost.learning_rate=0.1",
+    "training.booster_params.xgboost.num_boost_round=200",
+    "training.booster_params.xgboost.early_stopping_rounds=20",
+    "features.blocks.tfidf.word_max_features=2000",
+    "features.blocks.tfidf.char_max_features=2000",
+)
+"""Config overrides of ``--quick``: small boosters and vocabularies, so the
+whole harness runs in minutes. Quick numbers check the harness, not the model."""
+
+
+@dataclass
+class BenchOptions:
+    """Everything a benchmark run is parameterised by (see ``benchmarks.run``)."""
+
+    quick: bool = False
+    corpus: Path = DEFAULT_CORPUS
+    store: Path = REPO_ROOT / "artifacts" / "bench-store"
+    work_dir: Path = REPO_ROOT / "artifacts" / "bench"
+    results_dir: Path = REPO_ROOT / "benchmarks" / "results"
+    profiles: tuple[str, ...] = ("lite", "default")
+    repeats: int = 3
+    n_rows: int | None = None
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    scale_rows: tuple[int, ...] = (8_000, 32_000, 57_477, 229_908)
+    scale_profile: str = "lite"
+    scale_trials: int = 0
+    target_trials: int = 200
+    gbdt_trials: int = 200
+    embed_rows: int = 1_000
+    embed_texts: int = 300
+    latency_calls: int = 200
+    batch_sizes: tuple[int, ...] = (1, 32, 1_000, 10_000)
+    embedding_variants: bool = True
+    loso: bool = True
+    profile_misses: bool = True
+    timeout: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_quick(cls, **changes: Any) -> BenchOptions:
+        """The ``--quick`` settings: tiny sizes, lite only, one repeat."""
+        settings: dict[str, Any] = {
+            "quick": True,
+            "profiles": ("lite",),
+            "repeats": 1,
+            "n_rows": 1_000,
+            "overrides": QUICK_OVERRIDES,
+            "scale_rows": (2_000, 4_000),
+            "target_trials": 2,
+            "gbdt_trials": 2,
+            "embed_rows": 0,
+            "embed_texts": 0,
+            "latency_calls": 20,
+            "batch_sizes": (1, 32, 1_000),
+            "embedding_variants": False,
+            "profile_misses": False,
+        }
+        settings.update(changes)
+        return cls(**settings)
+
+
+@dataclass
+class FittedModel:
+    """A model fitted on the benchmark corpus, with what its fit cost."""
+
+    profile: str
+    variant: dict[str, Any]
+    model: PreferenceModel
+    seconds: float
+
+
+class BenchContext:
+    """Lazily loaded data and memoised fits shared by the sections of one run.
+
+    Parameters
+    ----------
+    options : BenchOptions
+        The run's settings.
+    """
+
+    def __init__(self, options: BenchOptions) -> None:
+        self.options = options
+        self._fits: dict[str, FittedModel] = {}
+        self.children: dict[str, Any] = {}
+
+    # ----------------------------------------------------------- configs
+    def config_path(self, profile: str) -> Path:
+        """``configs/<profile>.yaml``."""
+        return REPO_ROOT / "configs" / f"{profile}.yaml"
+
+    def config(self, profile: str) -> Config:
+        """The profile with the run's overrides applied."""
+        return load_config(self.config_path(profile), self.options.overrides)
+
+    def cli_args(self, profile: str) -> list[str]:
+        """``--config`` and ``--set`` arguments that load :meth:`config` in a child."""
+        args = ["--config", relative(self.config_path(profile))]
+        for override in self.options.overrides:
+            args += ["--set", override]
+        return args
+
+    @property
+    def store(self) -> FeatureStore:
+        """The persistent benchmark feature store."""
+        return FeatureStore(self.options.store)
+
+    # -------------------------------------------------------------- data
+    @cached_property
+    def corpus_csv(self) -> Path:
+        """The corpus file, or a seeded subsample of ``n_rows`` written once."""
+        options = self.options
+        if not options.corpus.exists():
+            raise FileNotFoundError(
+                f"corpus {str(options.corpus)!r} not found; pass --corpus PATH "
+                "(the Kaggle-layout train.csv with a 'source' column)."
+            )
+        if options.n_rows is None:
+            return options.corpus
+        raw = pd.read_csv(options.corpus, dtype={"id": str}, keep_default_na=False)
+        if options.n_rows >= len(raw):
+            return options.corpus
+        sample = raw.sample(n=options.n_rows, random_state=options.seed)
+        path = options.work_dir / f"corpus-{options.n_rows}-s{options.seed}.csv"
+        if not path.exists():
+            write_csv_atomic(sample, path)
+        return path
+
+    @cached_property
+    def raw_corpus(self) -> pd.DataFrame:
+        """The corpus as read from CSV (Kaggle layout, JSON strings), no targets."""
+        raw = pd.read_csv(
+            self.corpus_csv, dtype={"id": str}, keep_default_na=False, na_values=[""]
+        )
+        return raw.drop(columns=[c for c in CLASSES if c in raw.columns])
+
+    @cached_property
+    def corpus(self) -> pd.DataFrame:
+        """Canonical, truncated battles, exactly as ``pipelines.train_gbdt`` sees them."""
+        battles = read_battles(self.corpus_csv, labelled=True)
+        max_chars = self.config(self.options.profiles[0]).data.max_chars
+        return truncate_battles(battles, max_chars)
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """Integer labels of :attr:`corpus`."""
+        return self.corpus["label"].to_numpy(dtype=np.int64)
+
+    @cached_property
+    def folds(self) -> np.ndarray:
+        """Prompt-grouped, label-stratified folds, as ``train_gbdt`` makes them."""
+        config = self.config(self.options.profiles[0])
+        return make_folds(
+            self.labels,
+            prompt_groups(self.corpus),
+            config.training.n_folds,
+            config.seed,
+        )
+
+    @cached_property
+    def families(self) -> np.ndarray:
+        """Source family of each battle: the part of ``source`` before ``:``."""
+        if "source" not in self.corpus.columns:
+            return np.full(len(self.corpus), "all")
+        return np.array([str(s).split(":")[0] for s in self.corpus["source"]])
+
+    # ------------------------------------------------------------ models
+    def profile_model(
+        self, profile: str, variant: dict[str, dict[str, Any]] | None = None
+    ) -> FittedModel:
+        """The profile fitted on the corpus with the shared folds (memoised).
+
+        ``variant`` maps block names to param changes, e.g.
+        ``{"embeddings": {"onnx": "int8"}}``.
+        """
+        variant = variant or {}
+        key = json.dumps([profile, variant], sort_keys=True)
+        if key not in self._fits:
+            config = self.config(profile)
+            blocks = {name: dict(params) for name, params in config.features.blocks.items()}
+            for name, changes in variant.items():
+                if name not in blocks:
+                    raise ValueError(
+                        f"variant changes block {name!r}, which profile {profile!r} "
+                        f"does not have; its blocks are {list(blocks)}."
+                    )
+                blocks[name].update(changes)
+            model = PreferenceModel.from_config(config, blocks=blocks)
+            started = time.perf_counter()
+            model.fit(self.corpus, store=self.store, folds=self.folds)
+            seconds = time.perf_counter() - started
+            logger.info("fitted %s %s in %.1f s", profile, variant or "", seconds)
+            self._fits[key] = FittedModel(profile, variant, model, seconds)
+        return self._fits[key]
