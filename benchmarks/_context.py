@@ -213,7 +213,9 @@ class BenchContext:
         key = json.dumps([profile, variant], sort_keys=True)
         if key not in self._fits:
             config = self.config(profile)
-            blocks = {name: dict(params) for name, params in config.features.blocks.items()}
+            blocks = {
+                name: dict(params) for name, params in config.features.blocks.items()
+            }
             for name, changes in variant.items():
                 if name not in blocks:
                     raise ValueError(

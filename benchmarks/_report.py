@@ -25,12 +25,18 @@ from typing import Any
 __all__ = [
     "ChildRun",
     "REPO_ROOT",
+    "Section",
     "Table",
+    "Target",
+    "available_cores",
     "fmt",
     "growth_exponent",
+    "load_average",
     "machine_info",
     "median",
     "percentile",
+    "python_module",
+    "relative",
     "run_child",
     "timed",
 ]
@@ -57,6 +63,9 @@ class Table:
         Sentences rendered under the table (how it was measured, caveats).
     command : str or None
         The command that reproduces the table alone, when there is one.
+    markdown : str or None
+        Ready markdown shown instead of ``columns``/``rows`` (e.g. a table a
+        child process printed).
     """
 
     title: str
@@ -64,12 +73,19 @@ class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     command: str | None = None
+    markdown: str | None = None
 
     def to_markdown(self) -> str:
         """The table as GitHub markdown (heading, command, table, notes)."""
         lines = [f"### {self.title}", ""]
         if self.command:
             lines += [f"Command: `{self.command}`", ""]
+        if self.markdown is not None:
+            lines.append(self.markdown.strip())
+            if self.notes:
+                lines.append("")
+                lines += [f"- {note}" for note in self.notes]
+            return "\n".join(lines)
         lines.append("| " + " | ".join(self.columns) + " |")
         lines.append("|" + "|".join(_align(self.rows, c) for c in self.columns) + "|")
         for row in self.rows:
@@ -80,6 +96,59 @@ class Table:
         if self.notes:
             lines.append("")
             lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class Target:
+    """A target from the issues and whether this run met it.
+
+    Attributes
+    ----------
+    name : str
+        What is measured ("lite rows/s at batch 1,000").
+    goal : str
+        The target ("≥ 1,000 rows/s").
+    measured : str
+        The measured value, formatted.
+    met : bool or None
+        None when not measured in this run.
+    cause : str or None
+        For a miss: the measured cause (profile summary) or a pointer to it.
+    """
+
+    name: str
+    goal: str
+    measured: str
+    met: bool | None
+    cause: str | None = None
+
+
+@dataclass
+class Section:
+    """One benchmark's output: tables, targets, figures and notes."""
+
+    key: str
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_markdown(self, figure_base: Path | None = None) -> str:
+        """The section as markdown; figure links relative to ``figure_base``."""
+        lines = [f"## {self.title}", ""]
+        for note in self.notes:
+            lines += [note, ""]
+        for table in self.tables:
+            lines += [table.to_markdown(), ""]
+        for figure in self.figures:
+            link = figure
+            if figure_base is not None:
+                link = Path(os.path.relpath(figure.resolve(), figure_base.resolve()))
+            lines += [f"![{figure.stem}]({link.as_posix()})", ""]
+        lines.append(f"_Section run time: {self.seconds / 60:.1f} min._")
         return "\n".join(lines)
 
 

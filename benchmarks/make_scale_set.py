@@ -154,7 +154,11 @@ def make_scale_set(
     }
     templates = rng.integers(0, len(corpus), size=n_rows)
     flips = rng.random(n_rows) < 0.5
-    prompts, first, second = corpus["prompt"], corpus["response_a"], corpus["response_b"]
+    prompts, first, second = (
+        corpus["prompt"],
+        corpus["response_a"],
+        corpus["response_b"],
+    )
     fields: dict[str, list[str]] = {column: [] for column in TEXT_COLUMNS}
     for row, flip in zip(templates.tolist(), flips.tolist(), strict=True):
         source = sources[row]
@@ -167,9 +171,7 @@ def make_scale_set(
             turns_b = [_splice(t, pool_b, rng) for t in second.iat[row]]
         if flip:
             turns_a, turns_b = turns_b, turns_a
-        for column, turns in zip(
-            TEXT_COLUMNS, (prompt, turns_a, turns_b), strict=True
-        ):
+        for column, turns in zip(TEXT_COLUMNS, (prompt, turns_a, turns_b), strict=True):
             fields[column].append(json.dumps(turns, ensure_ascii=False))
     labels = corpus["label"].to_numpy(dtype=np.int64)[templates]
     labels = np.where(flips, np.array([1, 0, 2])[labels], labels)

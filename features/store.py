@@ -2,9 +2,13 @@
 
 Each entry is a directory written under a temporary name and renamed into
 place only when complete, with a manifest of sha256 sums. A reader therefore
-never sees a half-written entry; an entry whose files fail their checksums is
-removed (with a warning) and recomputed. Nothing is pickled: values are
-``.npy``/``.npz`` loaded with ``allow_pickle=False``, state is JSON.
+never sees a half-written entry, and writers need no lock: when two write the
+same entry, the first rename wins and the other keeps it. An entry whose files
+fail their checksums, or cannot be parsed, is removed (with a warning) and
+recomputed. Temporary directories left by a killed writer are removed by the
+next save of the same entry (others once they are an hour old). Nothing is
+pickled: values are ``.npy``/``.npz`` loaded with ``allow_pickle=False``,
+state is JSON.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Model directories: native booster files, JSON state, a sha256 manifest.
 
 A model directory is written under a temporary name and renamed into place
-when complete, so an interrupted save never leaves a half-written model.
+when complete, so an interrupted save never leaves a half-written model:
+``directory`` is absent, the previous model, or the new one. (Replacing a model
+takes two renames; a kill between them leaves no ``directory`` but the new
+model complete at ``.new-<name>``, and the next save finishes that swap.)
 Loading checks the format version and every file against the manifest
 before reading anything, and nothing in it is unpickled or executed.
 """
@@ -64,16 +67,23 @@ def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> P
 
 
 def _remove_leftovers(final: Path) -> None:
-    """Temporary siblings a killed save of ``final`` left behind.
+    """Clean up after a save of ``final`` that was killed.
 
-    One process writes a model directory at a time, so every such sibling
-    is debris: never read, only removed here.
+    One process writes a model directory at a time, so every sibling left
+    by an earlier save is debris, never read: temporary directories are
+    removed. A kill between the two renames of a replacement leaves no
+    ``final`` but a complete ``.new-<name>``: that swap is finished first.
     """
     if not final.parent.is_dir():
         return
     for prefix in (f".tmp-{final.name}-", f".tmp-.new-{final.name}-"):
         for stale in final.parent.glob(f"{prefix}*"):
             shutil.rmtree(stale, ignore_errors=True)
+    staging = final.with_name(f".new-{final.name}")
+    if not final.exists() and staging.is_dir() and not verify_manifest(staging)[1]:
+        staging.rename(final)
+    for stale in (staging, final.with_name(f".old-{final.name}")):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 @contextmanager
@@ -110,9 +120,16 @@ def read_model_dir(directory: str | Path) -> dict[str, Any]:
     """
     path = Path(directory)
     if not (path / MODEL_FILE).exists() and not (path / "manifest.json").exists():
+        staging = path.with_name(f".new-{path.name}")
+        hint = (
+            f" A save was interrupted while replacing it: the new model is complete "
+            f"at {str(staging)!r}; rename it to {path.name!r}, or train again."
+            if (staging / MODEL_FILE).exists()
+            else ""
+        )
         raise FileNotFoundError(
             f"no model at {str(path)!r}: expected {MODEL_FILE} and manifest.json. "
-            "Train one with `python -m pipelines.train_gbdt --out DIR`."
+            f"Train one with `python -m pipelines.train_gbdt --out DIR`.{hint}"
         )
     manifest, problems = verify_manifest(path)
     if problems:

@@ -282,8 +282,8 @@ class PreferenceModel(BaseEstimator):
         self.stacker_ = BoosterStacker(method=self.stack_method).fit(
             booster_oof, labels
         )
-        stacked = self.stacker_.predict_proba(booster_oof)
         self.scaler_ = None
+        stacked = self._stacked(booster_oof)
         if self.calibrate:
             self.scaler_ = TemperatureScaler(per_class_bias=self.per_class_bias)
             self.scaler_.fit(np.log(np.clip(stacked, _EPS, 1)), labels)
@@ -305,18 +305,30 @@ class PreferenceModel(BaseEstimator):
         }
         logger.info("out-of-fold log loss %.4f", self.metrics_["oof_log_loss"])
 
-    def _head_once(self, booster_proba: list[NDArray]) -> NDArray:
+    def _stacked(self, booster_proba: list[NDArray]) -> NDArray:
+        """Stacker output, mirror-averaged so that it is exactly swap-symmetric.
+
+        The temperature is fitted on this very quantity, so what is calibrated
+        is what the model outputs.
+        """
         stacked = self.stacker_.predict_proba(booster_proba)
+        if self.swap_average:
+            mirrored = self.stacker_.predict_proba([_mirror(p) for p in booster_proba])
+            stacked = (stacked + _mirror(mirrored)) / 2
+        return stacked
+
+    def _calibrated(self, stacked: NDArray) -> NDArray:
         if self.scaler_ is None:
             return stacked
         return self.scaler_.predict_proba(np.log(np.clip(stacked, _EPS, 1)))
 
     def _head(self, booster_proba: list[NDArray]) -> NDArray:
-        """Stack and calibrate; mirror-average so the head keeps the symmetry."""
-        proba = self._head_once(booster_proba)
-        if self.swap_average:
-            mirrored = self._head_once([_mirror(p) for p in booster_proba])
-            proba = (proba + _mirror(mirrored)) / 2
+        """Stack, then calibrate; both steps keep the A/B symmetry exact."""
+        stacked = self._stacked(booster_proba)
+        proba = self._calibrated(stacked)
+        if self.swap_average and self.per_class_bias:
+            # A per-class bias may treat A and B differently: mirror once more.
+            proba = (proba + _mirror(self._calibrated(_mirror(stacked)))) / 2
         return proba / proba.sum(axis=1, keepdims=True)
 
     # -------------------------------------------------------------- predict

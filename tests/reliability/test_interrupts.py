@@ -311,10 +311,28 @@ def test_train_killed_while_writing_the_model_never_leaves_it_half_written(
         when="after",
     )
     assert code == -signal.SIGKILL
+    assert any(n.startswith(".tmp-.new-model-") for n in _temporaries(out.parent))
     battles = make_demo_battles(n_rows=50, seed=99)
     np.testing.assert_array_equal(
         PreferenceModel.load(out).predict_proba(battles), first.predict_proba(battles)
     )
+
+    # Killed between the two renames of a replacement: no model at --out for
+    # a moment, but both the old and the new one complete; the error says so.
+    code = _run_killed_at(
+        "train_gbdt",
+        argv,
+        tmp_path / "third.log",
+        module="pathlib",
+        function="Path.rename",
+        when="after",
+    )
+    assert code == -signal.SIGKILL
+    assert not out.exists()
+    PreferenceModel.load(out.with_name(".old-model"))
+    PreferenceModel.load(out.with_name(".new-model"))
+    with pytest.raises(FileNotFoundError, match=r"the new model is complete at"):
+        PreferenceModel.load(out)
 
     assert train_gbdt.main(argv) == 0
     assert _temporaries(out.parent) == []

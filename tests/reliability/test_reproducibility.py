@@ -19,25 +19,29 @@ seeds, and that the seed is what decides them.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
+from features.blocks.base import FeatureMatrix
 from models import PreferenceModel
+from models.tuning import tune_boosters
 from pipelines import train_gbdt
+from pipelines.config import TuningConfig
 from pipelines.make_demo_data import make_demo_battles
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = {
     "lengths": {},
     "flags": {},
-    "style": {"readability_max_chars": 500},
     "similarity": {},
-    "tfidf": {"word_max_features": 300, "char_max_features": 300},
+    "tfidf": {"word_max_features": 50, "char_max_features": 50},
 }
 
 
@@ -70,14 +74,43 @@ def _fit(battles, *, threads: int = 1, seed: int = 0, blocks=None):
     ).fit(battles)
 
 
+DATA_SEED = 12
+# The two-thread fit runs in its own process with passive OpenMP waiting: on a
+# busy machine, spinning threads make it many times slower, not different.
+THREADS_SCRIPT = """
+import json, sys
+import numpy as np
+from models import PreferenceModel
+from pipelines.make_demo_data import make_demo_battles
+
+model = PreferenceModel(
+    blocks={{"lengths": {{}}, "flags": {{}}}},
+    boosters=("lightgbm", "xgboost"),
+    booster_params=json.loads({params!r}),
+    n_folds=3,
+    seed=0,
+).fit(make_demo_battles(n_rows=300, seed={data_seed}))
+np.savez(
+    {out!r},
+    oof=model.oof_proba_,
+    **{{name: result.oof for name, result in model.fold_results_.items()}},
+)
+"""
+
+
 @pytest.fixture(scope="module")
 def battles():
-    return make_demo_battles(n_rows=300, seed=12)
+    return make_demo_battles(n_rows=300, seed=DATA_SEED)
 
 
 @pytest.fixture(scope="module")
 def fitted(battles):
     return _fit(battles, blocks=BLOCKS)
+
+
+@pytest.fixture(scope="module")
+def simple(battles):
+    return _fit(battles)
 
 
 def _assert_same_oof(first: PreferenceModel, second: PreferenceModel) -> None:
@@ -101,30 +134,36 @@ def test_same_data_config_and_seed_give_the_same_oof_and_predictions(battles, fi
     np.testing.assert_array_equal(again.predict_proba(new), fitted.predict_proba(new))
 
 
-def test_the_seed_decides_the_result(battles, fitted):
-    other = _fit(battles, seed=1, blocks=BLOCKS)
+def test_the_seed_decides_the_result(battles, simple):
+    other = _fit(battles, seed=1)
 
-    assert not np.array_equal(other.folds_, fitted.folds_)
-    assert np.abs(other.oof_proba_ - fitted.oof_proba_).max() > 1e-6
-
-
-@pytest.mark.slow
-def test_thread_count_does_not_change_the_boosters(battles):
-    one = _fit(battles, threads=1)
-    two = _fit(battles, threads=2)
-
-    _assert_same_oof(one, two)
-    np.testing.assert_array_equal(one.oof_proba_, two.oof_proba_)
+    assert not np.array_equal(other.folds_, simple.folds_)
+    assert np.abs(other.oof_proba_ - simple.oof_proba_).max() > 1e-6
 
 
 @pytest.mark.slow
-def test_saved_and_loaded_models_predict_bit_for_bit_alike(battles, fitted, tmp_path):
-    loaded = PreferenceModel.load(fitted.save(tmp_path / "model"))
+def test_thread_count_does_not_change_the_boosters(simple, tmp_path):
+    out = tmp_path / "two_threads.npz"
+    script = THREADS_SCRIPT.format(
+        params=json.dumps(_params(2)), data_seed=DATA_SEED, out=str(out)
+    )
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True)
+
+    with np.load(out) as two:
+        for name in simple.boosters:
+            np.testing.assert_array_equal(two[name], simple.fold_results_[name].oof)
+        np.testing.assert_array_equal(two["oof"], simple.oof_proba_)
+
+
+@pytest.mark.slow
+def test_saved_and_loaded_models_predict_bit_for_bit_alike(battles, simple, tmp_path):
+    loaded = PreferenceModel.load(simple.save(tmp_path / "model"))
 
     np.testing.assert_array_equal(
-        loaded.predict_proba(battles), fitted.predict_proba(battles)
+        loaded.predict_proba(battles), simple.predict_proba(battles)
     )
-    np.testing.assert_array_equal(loaded.oof_proba_, fitted.oof_proba_)
+    np.testing.assert_array_equal(loaded.oof_proba_, simple.oof_proba_)
 
 
 PROFILE = """
@@ -132,11 +171,7 @@ seed: 5
 features:
   store: {root}/store
   blocks:
-    lengths: {{}}
-    flags: {{}}
-    style: {{readability_max_chars: 500}}
-    tfidf: {{word_max_features: 300, char_max_features: 300}}
-    word2vec: {{vector_size: 16, epochs: 2}}
+{blocks}
 training:
   n_folds: 3
   boosters: [lightgbm, xgboost]
@@ -155,10 +190,20 @@ tuning:
 """
 
 
-def _workspace(root: Path) -> Path:
+TRAINING_BLOCKS = {"lengths": "{}", "flags": "{}"}
+HASHING_BLOCKS = {
+    "lengths": "{}",
+    "similarity": "{}",
+    "tfidf": "{word_max_features: 300, char_max_features: 300}",
+    "word2vec": "{vector_size: 16, epochs: 2}",
+}
+
+
+def _workspace(root: Path, blocks: dict[str, str]) -> Path:
     root.mkdir(parents=True)
+    listed = "\n".join(f"    {name}: {params}" for name, params in blocks.items())
     config = root / "profile.yaml"
-    config.write_text(PROFILE.format(root=root))
+    config.write_text(PROFILE.format(root=root, blocks=listed))
     return config
 
 
@@ -177,7 +222,7 @@ def test_two_training_runs_write_identical_models(tmp_path):
     make_demo_battles(n_rows=300, seed=14).to_csv(data, index=False)
     outs = []
     for run in ("first", "second"):
-        config = _workspace(tmp_path / run)
+        config = _workspace(tmp_path / run, TRAINING_BLOCKS)
         out = tmp_path / run / "model"
         argv = ["--config", str(config), "--data", str(data), "--quiet"]
         assert train_gbdt.main([*argv, "--trials", "2", "--out", str(out)]) == 0
@@ -196,7 +241,7 @@ def test_features_do_not_depend_on_the_python_hash_seed(tmp_path):
     make_demo_battles(n_rows=200, seed=15).to_csv(data, index=False)
     processes, logs = [], []
     for hash_seed in ("1", "2"):
-        config = _workspace(tmp_path / f"hash{hash_seed}")
+        config = _workspace(tmp_path / f"hash{hash_seed}", HASHING_BLOCKS)
         log = (tmp_path / f"hash{hash_seed}.log").open("w")
         logs.append(log)
         processes.append(
@@ -216,3 +261,45 @@ def test_features_do_not_depend_on_the_python_hash_seed(tmp_path):
     assert codes == [0, 0]
     first = _files(tmp_path / "hash1" / "store", "*/*")
     assert first and first == _files(tmp_path / "hash2" / "store", "*/*")
+
+
+def test_a_study_extended_in_two_runs_draws_the_trials_of_one_run(tmp_path):
+    """Trial k samples with seed + k: stopping and resuming changes nothing."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(240, 4)).astype(np.float32)
+    labels = (values[:, 0] > 0).astype(np.int64) + (values[:, 1] > 1).astype(np.int64)
+    folds = np.arange(240, dtype=np.int64) % 2
+    matrix = FeatureMatrix(values, tuple(f"d_{i}" for i in range(4)))
+    space = {"learning_rate": {"low": 0.05, "high": 0.3, "log": True}}
+    base = {"lightgbm": {"num_boost_round": 10, "num_threads": 1}}
+
+    def tune(name: str, n_trials: int) -> dict:
+        tuning = TuningConfig(
+            storage=f"sqlite:///{tmp_path / name}.db", search_spaces={"lightgbm": space}
+        )
+        return tune_boosters(
+            matrix,
+            labels,
+            folds,
+            boosters=["lightgbm"],
+            base_params=base,
+            tuning=tuning,
+            n_trials=n_trials,
+            timeout=None,
+            study_key="key",
+            seed=7,
+            verbose=False,
+        )
+
+    tune("split", 2)
+    split = tune("split", 4)
+    whole = tune("whole", 4)
+
+    def trials(name: str) -> list[tuple]:
+        study = optuna.load_study(
+            study_name="arena-lightgbm-key", storage=f"sqlite:///{tmp_path / name}.db"
+        )
+        return [(t.params, t.value) for t in study.trials]
+
+    assert trials("split") == trials("whole")
+    assert split["best_params"] == whole["best_params"]

@@ -1,0 +1,484 @@
+"""Accuracy on the real corpus: baselines and profiles, per source, across sources.
+
+Four tables:
+
+- out-of-fold scores on the same prompt-grouped, label-stratified 5 folds
+  (``models.folds``) for the class prior, a length-only logistic regression
+  and each profile (``PreferenceModel`` with the profile's params): log loss,
+  accuracy and the AUC of ``P(A) / (P(A) + P(B))`` on decisive rows;
+- the log loss per source family and per fine source (``pipelines.report``);
+- leave-one-source-out: train on all other source families, score the held-out
+  one; the honest estimate of transfer to data the model has not seen;
+- ``python -m pipelines.train_gbdt --trials N`` on the corpus: wall time, OOF
+  log loss overall and per source, next to the baselines.
+
+Run alone::
+
+    python -m benchmarks.bench_accuracy [--quick] [--profiles lite,default]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._report import (
+    Section,
+    Table,
+    Target,
+    python_module,
+    relative,
+    run_child,
+)
+from features.battles import as_battles, battle_fingerprint, truncate_battles
+from features.blocks import FeatureMatrix, make_block
+from features.pipeline import FeaturePipeline, state_fingerprint
+from features.store import FeatureStore, block_key
+from models import PreferenceModel, multiclass_log_loss
+from models.baselines import length_features, length_logreg_oof, prior_oof
+from pipelines.report import per_source_table
+
+__all__ = ["LOSO_BOOSTER_PARAMS", "decisive_auc", "run", "main"]
+
+logger = logging.getLogger(__name__)
+
+LOSO_BOOSTER_PARAMS: dict[str, dict[str, Any]] = {
+    "lightgbm": {
+        "learning_rate": 0.1,
+        "num_boost_round": 400,
+        "early_stopping_rounds": 30,
+    },
+    "xgboost": {
+        "learning_rate": 0.1,
+        "num_boost_round": 400,
+        "early_stopping_rounds": 30,
+    },
+}
+"""Faster boosters for the leave-one-source-out fits (merged over the profile's)."""
+
+LOSO_FOLDS = 3
+
+
+def decisive_auc(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> float:
+    """ROC AUC of ``P(A) / (P(A) + P(B))`` for "A won" on rows A or B won.
+
+    >>> import numpy as np
+    >>> decisive_auc(np.array([0, 1, 2]), np.array([[.6, .3, .1], [.2, .7, .1],
+    ...                                             [.3, .3, .4]]))
+    1.0
+    """
+    decisive = labels != 2
+    if len(np.unique(labels[decisive])) < 2:
+        return float("nan")
+    score = proba[decisive, 0] / np.maximum(
+        proba[decisive, 0] + proba[decisive, 1], 1e-15
+    )
+    return float(roc_auc_score(labels[decisive] == 0, score))
+
+
+def _scores(labels: NDArray, proba: NDArray) -> dict[str, float]:
+    return {
+        "log loss": multiclass_log_loss(labels, proba),
+        "accuracy": float(np.mean(proba.argmax(axis=1) == labels)),
+        "decisive AUC": decisive_auc(labels, proba),
+    }
+
+
+# ------------------------------------------------------------------ 5-fold OOF
+def _oof_tables(
+    ctx: BenchContext,
+) -> tuple[Table, Table, Table, dict[str, NDArray], list[Target]]:
+    labels, folds, table = ctx.labels, ctx.folds, ctx.corpus
+    columns: dict[str, NDArray] = {
+        "class_prior": prior_oof(labels, folds),
+        "length_logreg": length_logreg_oof(table, labels, folds),
+    }
+    fit_seconds: dict[str, float | None] = {"class_prior": None, "length_logreg": None}
+    train_prior = np.bincount(labels, minlength=3) / len(labels)
+    for profile in ctx.options.profiles:
+        fitted = ctx.profile_model(profile)
+        columns[profile] = fitted.model.oof_proba_
+        fit_seconds[profile] = fitted.seconds
+    overall = Table(
+        title="Out-of-fold scores, prompt-grouped 5-fold (real corpus)",
+        columns=["method", "log loss", "accuracy", "decisive AUC", "fit seconds"],
+    )
+    names = {
+        "class_prior": "class prior",
+        "length_logreg": "length-only logistic regression",
+    }
+    for name, proba in columns.items():
+        row = {"method": names.get(name, f"{name} profile"), **_scores(labels, proba)}
+        row["fit seconds"] = fit_seconds[name]
+        overall.rows.append(row)
+    overall.notes += [
+        f"{len(labels):,} battles; the same folds (models.folds.make_folds, grouped by "
+        "prompt, seed of the profile) for every method. Profiles are fitted with "
+        "their config params (no tuning); fit seconds include feature blocks not "
+        "yet in the store.",
+        "decisive AUC: ROC AUC of P(A)/(P(A)+P(B)) for 'A won' on rows where A or B "
+        "won (ties left out).",
+    ]
+    best = ctx.options.profiles[-1]
+    per_family = _per_source(
+        table.assign(source=ctx.families), labels, columns, train_prior, best
+    )
+    per_family.title = "Out-of-fold log loss per source family"
+    per_fine = _per_source(table, labels, columns, train_prior, best)
+    per_fine.title = "Out-of-fold log loss per source"
+    targets = []
+    for profile in ctx.options.profiles:
+        ll = multiclass_log_loss(labels, columns[profile])
+        targets.append(
+            Target(
+                name=f"{profile} profile beats the length-only baseline (OOF log loss)",
+                goal=f"< {multiclass_log_loss(labels, columns['length_logreg']):.4f}",
+                measured=f"{ll:.4f}",
+                met=ll < multiclass_log_loss(labels, columns["length_logreg"]),
+            )
+        )
+    return overall, per_family, per_fine, columns, targets
+
+
+def _per_source(
+    table: pd.DataFrame,
+    labels: NDArray,
+    columns: dict[str, NDArray],
+    train_prior: NDArray,
+    model_key: str,
+) -> Table:
+    frame = per_source_table(table, labels, columns, train_prior, model_key=model_key)
+    frame = frame.rename(columns={c: c.replace("_", " ") for c in frame.columns})
+    result = Table(title="", columns=list(frame.columns))
+    result.rows = frame.to_dict(orient="records")
+    result.notes.append(
+        f"log loss per column; '{model_key.replace('_', ' ')} em prior' re-targets the "
+        "model to the source's class prior estimated by EM from its own "
+        "predictions (no labels)."
+    )
+    return result
+
+
+# ---------------------------------------------------------- leave one source out
+def _prepared(battles: pd.DataFrame, max_chars: int | None) -> pd.DataFrame:
+    """What ``PreferenceModel`` turns ``battles`` into before its features."""
+    return truncate_battles(as_battles(battles), max_chars)
+
+
+def seed_stateless_blocks(
+    store: FeatureStore,
+    blocks: dict[str, dict[str, Any]],
+    full: pd.DataFrame,
+    subsets: Sequence[tuple[NDArray[np.int64], str]],
+    max_chars: int | None,
+) -> list[str]:
+    """Fill the store for row subsets from the full table's stateless outputs.
+
+    A stateless block's row depends on that battle alone, so its output on a
+    subset is a slice of its output on the whole table. Seeding the cache
+    lets leave-one-source-out fits reuse e.g. the corpus embeddings instead
+    of encoding every text again for every held-out source. Each block is
+    spot-checked on a few rows of every subset first; a block whose slice
+    does not match its own output is left to compute.
+
+    Parameters
+    ----------
+    subsets : sequence of (row positions, mode)
+        ``mode`` is ``"fit"`` (a training table) or ``"transform"`` (a table
+        predicted by a fitted model).
+
+    Returns
+    -------
+    list of str
+        Names of the blocks seeded.
+    """
+    seeded = []
+    for name, params in blocks.items():
+        block = make_block(name, params)
+        if block.stateful or not subsets:
+            continue
+        whole = FeaturePipeline({name: params}, store=store).fit_transform(full)
+        # One probe per block: its output on a few rows alone must equal the slice.
+        rows = subsets[0][0][:3]
+        probe = make_block(name, params).fit_transform(
+            _prepared(full.iloc[rows], max_chars)
+        )
+        if not np.allclose(
+            _dense(probe.values), _dense(whole.values[rows]), rtol=1e-3, atol=1e-4
+        ):
+            logger.warning("block %s is not row-wise; not seeding its cache", name)
+            continue
+        store_modes = {
+            "fit": "fit",
+            "transform": f"transform:{state_fingerprint(block)}",
+        }
+        for rows, mode in subsets:
+            subset = _prepared(full.iloc[rows], max_chars)
+            key = block_key(block, battle_fingerprint(subset), store_modes[mode])
+            if store.load(key) is None:
+                part = FeatureMatrix(whole.values[rows], whole.columns)
+                meta = {"block": name, "version": block.version, "rows": part.n_rows}
+                store.save(key, part, {}, {}, meta)
+        seeded.append(name)
+    return seeded
+
+
+def _dense(values: Any) -> NDArray:
+    return values.toarray() if hasattr(values, "toarray") else np.asarray(values)
+
+
+def _loso_table(ctx: BenchContext, oof: dict[str, NDArray]) -> tuple[Table, list[str]]:
+    table, labels, families = ctx.corpus, ctx.labels, ctx.families
+    names = sorted(set(families))
+    result = Table(
+        title="Leave-one-source-out: train on the other source families, score this one",
+        columns=[
+            "held-out source",
+            "n",
+            "tie rate",
+            "class prior",
+            "length-only",
+            *[f"{p}" for p in ctx.options.profiles],
+            *[f"{p} 5-fold OOF" for p in ctx.options.profiles],
+        ],
+    )
+    seeded_all: set[str] = set()
+    for profile in ctx.options.profiles:
+        config = ctx.config(profile)
+        subsets = []
+        for family in names:
+            subsets.append((np.flatnonzero(families != family), "fit"))
+            subsets.append((np.flatnonzero(families == family), "transform"))
+        seeded_all |= set(
+            seed_stateless_blocks(
+                ctx.store,
+                dict(config.features.blocks),
+                table,
+                subsets,
+                config.data.max_chars,
+            )
+        )
+    rows: dict[str, dict[str, Any]] = {}
+    for family in names:
+        train = families != family
+        test = ~train
+        y_train, y_test = labels[train], labels[test]
+        prior = np.bincount(y_train, minlength=3) / len(y_train)
+        length = LogisticRegression(max_iter=1000).fit(
+            length_features(table[train]), y_train
+        )
+        length_proba = np.zeros((test.sum(), 3))
+        length_proba[:, length.classes_] = length.predict_proba(
+            length_features(table[test])
+        )
+        row = {
+            "held-out source": family,
+            "n": int(test.sum()),
+            "tie rate": float(np.mean(y_test == 2)),
+            "class prior": multiclass_log_loss(
+                y_test, np.tile(prior, (len(y_test), 1))
+            ),
+            "length-only": multiclass_log_loss(y_test, np.clip(length_proba, 1e-15, 1)),
+        }
+        for profile in ctx.options.profiles:
+            row[f"{profile} 5-fold OOF"] = multiclass_log_loss(
+                y_test, oof[profile][test]
+            )
+        rows[family] = row
+    for profile in ctx.options.profiles:
+        config = ctx.config(profile)
+        booster_params = {
+            name: {**params, **LOSO_BOOSTER_PARAMS.get(name, {})}
+            for name, params in config.training.booster_params.items()
+        }
+        for family in names:
+            train = families != family
+            model = PreferenceModel.from_config(
+                config, booster_params=booster_params, n_folds=LOSO_FOLDS
+            )
+            started = time.perf_counter()
+            model.fit(table[train], store=ctx.store)
+            proba = model.predict_proba(table[~train])
+            logger.info(
+                "LOSO %s without %s: %.1f s",
+                profile,
+                family,
+                time.perf_counter() - started,
+            )
+            rows[family][profile] = multiclass_log_loss(labels[~train], proba)
+    result.rows = [rows[family] for family in names]
+    result.notes += [
+        "Each row trains on every other source family (stateful blocks such as "
+        "TF-IDF and Word2Vec are fitted on those sources only) with "
+        f"{LOSO_FOLDS} folds and faster boosters (learning rate 0.1, at most 400 "
+        "rounds, early stopping 30), and scores the held-out family; the class prior "
+        "and length-only columns are fitted on the same training sources.",
+        "'5-fold OOF' is the same rows' log loss when their source is in training "
+        "(from the table above); the difference is the cost of a new source.",
+    ]
+    if seeded_all:
+        result.notes.append(
+            "Stateless block outputs were sliced from the corpus run "
+            f"({', '.join(sorted(seeded_all))}; row-wise, spot-checked) instead of "
+            "being recomputed per split."
+        )
+    return result, sorted(seeded_all)
+
+
+# ------------------------------------------------------------- train_gbdt run
+def _train_gbdt_tables(ctx: BenchContext) -> tuple[list[Table], Target | None]:
+    options = ctx.options
+    profile = "default" if "default" in options.profiles else options.profiles[-1]
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        out = Path(tmp) / "model"
+        argv = python_module(
+            "pipelines.train_gbdt",
+            *ctx.cli_args(profile),
+            "--data",
+            str(ctx.corpus_csv),
+            "--trials",
+            str(options.gbdt_trials),
+            "--store",
+            str(options.store),
+            "--out",
+            str(out),
+            "--quiet",
+            "--set",
+            f"tuning.storage=sqlite:///{Path(tmp) / 'optuna.db'}",
+        )
+        run = run_child(argv, timeout=options.timeout)
+        shown = (
+            f"python -m pipelines.train_gbdt --config configs/{profile}.yaml --data "
+            f"{relative(ctx.corpus_csv)} --trials {options.gbdt_trials}"
+            + "".join(f" --set {o}" for o in options.overrides)
+        )
+        if run.returncode != 0:
+            failed = Table(
+                title=f"train_gbdt --trials {options.gbdt_trials} on the corpus",
+                columns=["result"],
+                rows=[{"result": f"failed (exit {run.returncode})"}],
+                command=shown,
+            )
+            failed.notes.append(
+                " ".join(run.stderr.strip().splitlines()[-3:])[:500] or "no output"
+            )
+            return [failed], None
+        report = json.loads((out / "report" / "report.json").read_text())
+    trials = (report.get("tuning") or {}).get("n_trials", {})
+    summary = Table(
+        title=f"train_gbdt --trials {options.gbdt_trials} on the corpus ({profile} profile)",
+        columns=[
+            "wall time (min)",
+            "peak RSS (GB)",
+            "OOF log loss",
+            "class prior",
+            "length-only",
+            "accuracy",
+            "trials complete / pruned",
+        ],
+        command=shown,
+    )
+    summary.rows.append(
+        {
+            "wall time (min)": run.seconds / 60,
+            "peak RSS (GB)": run.peak_rss_gb,
+            "OOF log loss": report["log_loss"],
+            "class prior": report["class_prior"],
+            "length-only": report["length_logreg"],
+            "accuracy": report["accuracy"],
+            "trials complete / pruned": " + ".join(
+                f"{name} {c.get('complete', 0)}/{c.get('pruned', 0)}"
+                for name, c in trials.items()
+            )
+            or "-",
+        }
+    )
+    summary.notes += [
+        "Wall time of the whole command (read, repair report, tuning with pruning, "
+        "5-fold training of the stack, calibration, report, save). Feature blocks "
+        "come from the benchmark store, filled earlier in this run; the study is "
+        "fresh (a temporary Optuna storage), so every trial runs.",
+        f"Tuned params: {json.dumps((report.get('tuning') or {}).get('best_params', {}))}",
+    ]
+    per_source = pd.DataFrame(report["per_source"])
+    keep = [
+        c
+        for c in (
+            "source",
+            "n",
+            "tie_rate",
+            "class_prior",
+            "length_logreg",
+            "model",
+            "model+em_prior",
+        )
+        if c in per_source.columns
+    ]
+    sources = Table(
+        title="train_gbdt: OOF log loss per source",
+        columns=[c.replace("_", " ") for c in keep],
+        rows=[
+            {c.replace("_", " "): row[c] for c in keep}
+            for row in per_source.to_dict(orient="records")
+        ],
+    )
+    target = Target(
+        name=f"train_gbdt --trials {options.gbdt_trials} ({profile}) on the corpus",
+        goal="runs on 2 cores; below the length-only baseline",
+        measured=f"{report['log_loss']:.4f} in {run.seconds / 60:.1f} min",
+        met=report["log_loss"] < report["length_logreg"],
+    )
+    return [summary, sources], target
+
+
+# ------------------------------------------------------------------------ run
+def run(ctx: BenchContext) -> Section:
+    """All accuracy tables for the run's profiles."""
+    started = time.perf_counter()
+    section = Section(key="accuracy", title="Accuracy on the real corpus")
+    overall, per_family, per_fine, oof, targets = _oof_tables(ctx)
+    section.tables += [overall, per_family]
+    section.targets += targets
+    if ctx.options.loso:
+        loso, _ = _loso_table(ctx, oof)
+        section.tables.append(loso)
+    section.tables.append(per_fine)
+    gbdt_tables, gbdt_target = _train_gbdt_tables(ctx)
+    section.tables += gbdt_tables
+    if gbdt_target is not None:
+        section.targets.append(gbdt_target)
+    corpus = relative(ctx.corpus_csv)
+    section.notes.append(
+        f"Data: `{corpus}` ({len(ctx.corpus):,} human-labelled battles from "
+        f"{len(set(ctx.families))} public sets; ties "
+        f"{np.mean(ctx.labels == 2):.1%}). Log loss is 3-class (lower is better)."
+    )
+    section.seconds = time.perf_counter() - started
+    return section
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run this section alone and print its markdown."""
+    from benchmarks.run import options_from_args, section_parser
+
+    args = section_parser(__doc__.splitlines()[0]).parse_args(argv)
+    options: BenchOptions = options_from_args(args)
+    print(run(BenchContext(options)).to_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""How building features and training grow with the number of battles.
+
+Scale sets come from ``benchmarks.make_scale_set`` (corpus texts recombined in
+the Kaggle layout): the 57,477-row set (the Kaggle training size) and its
+first 8k and 32k rows, and a 4x set of 229,908 rows. At each size the real
+command-line entry points run as child processes, each measured for wall time,
+CPU time and peak RSS (``os.wait4`` of that child):
+
+- ``python -m pipelines.build_features`` into a fresh feature store;
+- ``python -m pipelines.train_gbdt --trials 0`` (the config's params: folds,
+  both boosters, stacking, calibration, report) on that store.
+
+A fitted growth exponent ``b`` of ``time ~ rows^b`` summarises each curve, and
+a PNG plots them. Then the target run: ``train_gbdt --trials 200`` on the 57k
+set (under py-spy at a low sampling rate, so the profile is at hand if it
+misses its 60-minute target).
+
+Run alone::
+
+    python -m benchmarks.bench_scale [--quick] [--scale-rows 8000,32000]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._profile import profile_child, summarise_profile
+from benchmarks._report import (
+    ChildRun,
+    Section,
+    Table,
+    Target,
+    growth_exponent,
+    python_module,
+    relative,
+    run_child,
+)
+from benchmarks.make_scale_set import KAGGLE_ROWS, write_csv_atomic
+
+__all__ = ["TARGET_MINUTES", "TARGET_RSS_GB", "run", "scale_sets", "main"]
+
+logger = logging.getLogger(__name__)
+
+TARGET_MINUTES = 60.0
+"""train_gbdt --trials 200 on the 57k set, on 2 cores."""
+
+TARGET_RSS_GB = 6.0
+"""Peak RSS of building features and of training on the 57k set."""
+
+
+def _generator_tag() -> str:
+    source = Path(__file__).with_name("make_scale_set.py").read_bytes()
+    return hashlib.sha256(source).hexdigest()[:8]
+
+
+def _generate(ctx: BenchContext, n_rows: int) -> tuple[Path, ChildRun | None]:
+    options = ctx.options
+    path = (
+        options.work_dir
+        / "scale"
+        / f"scale-{n_rows}-s{options.seed}-{_generator_tag()}.csv"
+    )
+    if path.exists():
+        return path, None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = python_module(
+        "benchmarks.make_scale_set",
+        "--out",
+        str(path),
+        "--n-rows",
+        str(n_rows),
+        "--seed",
+        str(options.seed),
+        "--corpus",
+        str(options.corpus),
+        "--quiet",
+    )
+    return path, run_child(argv).check()
+
+
+def scale_sets(ctx: BenchContext) -> tuple[dict[int, Path], Table]:
+    """The CSV of every scale point, generated (or reused) on first use.
+
+    Points up to the base size (57,477, or the largest point below it) are the
+    first rows of the base set; larger points are sets of their own.
+    """
+    points = sorted(ctx.options.scale_rows)
+    below = [n for n in points if n <= KAGGLE_ROWS]
+    base = max(below) if below else min(points)
+    paths: dict[int, Path] = {}
+    made = Table(
+        title="Scale sets",
+        columns=["rows", "file", "generated in (s)", "size (MB)"],
+    )
+    base_path, base_run = _generate(ctx, base)
+    for n in points:
+        if n > base:
+            path, child = _generate(ctx, n)
+        elif n == base:
+            path, child = base_path, base_run
+        else:
+            path = base_path.with_name(f"{base_path.stem}-head{n}.csv")
+            child = None
+            if not path.exists():
+                head = pd.read_csv(
+                    base_path, dtype={"id": str}, keep_default_na=False, nrows=n
+                )
+                write_csv_atomic(head, path)
+        paths[n] = path
+        made.rows.append(
+            {
+                "rows": n,
+                "file": relative(path),
+                "generated in (s)": None if child is None else child.seconds,
+                "size (MB)": path.stat().st_size / 1e6,
+            }
+        )
+    made.command = f"python -m benchmarks.make_scale_set --out PATH --n-rows N --seed {ctx.options.seed}"
+    made.notes.append(
+        "Each battle recombines corpus texts: a random corpus battle as the template "
+        "(lengths and turn counts kept), 25-50 % of the words of every turn of 4+ words "
+        "replaced by a run of words from the same column and source, the template's "
+        "label kept with its response (A/B swapped with the label half the time). "
+        "Smaller points are the first rows of the base set; files are reused while "
+        "make_scale_set.py is unchanged ('generated in' is empty then)."
+    )
+    return paths, made
+
+
+def _point(ctx: BenchContext, n_rows: int, data: Path, store: Path) -> dict[str, Any]:
+    options = ctx.options
+    profile = options.scale_profile
+    build = run_child(
+        python_module(
+            "pipelines.build_features",
+            *ctx.cli_args(profile),
+            "--data",
+            str(data),
+            "--store",
+            str(store),
+            "--quiet",
+        ),
+        timeout=options.timeout,
+    )
+    # The features section reads the per-block table of this same build.
+    ctx.children["build", profile, str(data), None] = build
+    row: dict[str, Any] = {"rows": n_rows}
+    row.update(_child_cells("build", build))
+    if build.returncode == 0:
+        row["build rows/s"] = n_rows / build.seconds
+        train = run_child(
+            python_module(
+                "pipelines.train_gbdt",
+                *ctx.cli_args(profile),
+                "--data",
+                str(data),
+                "--store",
+                str(store),
+                "--trials",
+                str(options.scale_trials),
+                "--out",
+                str(store / "model"),
+                "--quiet",
+                "--set",
+                f"tuning.storage=sqlite:///{store / 'optuna.db'}",
+            ),
+            timeout=options.timeout,
+        )
+        row.update(_child_cells("train", train))
+    return row
+
+
+def _child_cells(prefix: str, child: ChildRun) -> dict[str, Any]:
+    if child.returncode != 0:
+        reason = (
+            "timed out"
+            if child.returncode in (-9, 137)
+            else f"failed ({child.returncode})"
+        )
+        logger.warning("%s: %s\n%s", child.display, reason, child.stderr[-2000:])
+        return {
+            f"{prefix} wall (s)": reason,
+            f"{prefix} peak RSS (GB)": child.peak_rss_gb,
+        }
+    return {
+        f"{prefix} wall (s)": child.seconds,
+        f"{prefix} CPU (s)": child.cpu_seconds,
+        f"{prefix} peak RSS (GB)": child.peak_rss_gb,
+    }
+
+
+def _target_run(
+    ctx: BenchContext, n_rows: int, data: Path, store: Path
+) -> tuple[Table, list[Target], Table | None]:
+    options = ctx.options
+    profile = options.scale_profile
+    argv = python_module(
+        "pipelines.train_gbdt",
+        *ctx.cli_args(profile),
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--trials",
+        str(options.target_trials),
+        "--out",
+        str(store / "model-tuned"),
+        "--quiet",
+        "--set",
+        f"tuning.storage=sqlite:///{store / 'optuna-target.db'}",
+    )
+    raw = (
+        options.work_dir
+        / "profiles"
+        / f"train-gbdt-{n_rows}-trials{options.target_trials}.txt"
+    )
+    child = None
+    if options.profile_misses:
+        child = profile_child(argv, raw, rate=2, timeout=options.timeout)
+    if child is None:
+        child = run_child(argv, timeout=options.timeout)
+    shown = (
+        f"python -m pipelines.train_gbdt --config configs/{profile}.yaml --data "
+        f"{relative(data)} --trials {options.target_trials}"
+        + "".join(f" --set {o}" for o in options.overrides)
+    )
+    table = Table(
+        title=f"train_gbdt --trials {options.target_trials} on the {n_rows:,}-row scale set",
+        columns=["wall (min)", "CPU (min)", "peak RSS (GB)", "result"],
+        command=shown,
+    )
+    minutes = child.seconds / 60
+    ok = child.returncode == 0
+    table.rows.append(
+        {
+            "wall (min)": minutes,
+            "CPU (min)": child.cpu_seconds / 60,
+            "peak RSS (GB)": child.peak_rss_gb,
+            "result": (child.stdout.strip().splitlines() or ["-"])[-1][:200]
+            if ok
+            else f"failed or timed out (exit {child.returncode})",
+        }
+    )
+    table.notes.append(
+        "Features come from the store the build above filled (the build's own time "
+        "is in the scale table); the Optuna study is fresh, so all trials run. "
+        + (
+            "Run under py-spy at 2 samples/s (negligible overhead)."
+            if raw.exists()
+            else ""
+        )
+    )
+    met = ok and minutes <= TARGET_MINUTES
+    target = Target(
+        name=f"train_gbdt --trials {options.target_trials} on {n_rows:,} rows",
+        goal=f"<= {TARGET_MINUTES:.0f} min on 2 cores",
+        measured=f"{minutes:.1f} min" if ok else f"not finished ({minutes:.0f} min)",
+        met=met,
+    )
+    profile_table = None
+    if raw.exists():
+        profile_table = summarise_profile(
+            raw,
+            title=f"Profile: train_gbdt --trials {options.target_trials} on {n_rows:,} rows",
+            command=shown,
+        )
+        if not met:
+            target.cause = f"see '{profile_table.title}'"
+    return table, [target], profile_table
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.4), dpi=80)
+    for prefix, color in (("build", "C0"), ("train", "C1")):
+        pairs = [
+            (r["rows"], r[f"{prefix} wall (s)"])
+            for r in rows
+            if isinstance(r.get(f"{prefix} wall (s)"), float)
+        ]
+        if pairs:
+            x, y = map(np.asarray, zip(*pairs, strict=True))
+            b = growth_exponent(x, y)
+            left.plot(x, y, "o", color=color, label=f"{prefix} (b = {b:.2f})")
+            if len(pairs) >= 2:
+                fit = np.polyfit(np.log(x), np.log(y), 1)
+                grid = np.geomspace(x.min(), x.max(), 20)
+                left.plot(
+                    grid, np.exp(np.polyval(fit, np.log(grid))), "-", color=color, lw=1
+                )
+        rss = [
+            (r["rows"], r[f"{prefix} peak RSS (GB)"])
+            for r in rows
+            if isinstance(r.get(f"{prefix} peak RSS (GB)"), float)
+        ]
+        if rss:
+            right.plot(*zip(*rss, strict=True), "o-", color=color, label=prefix)
+    right.axhline(TARGET_RSS_GB, color="grey", ls="--", lw=1, label="6 GB target")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("battles")
+        ax.legend(fontsize=7)
+    left.set_yscale("log")
+    left.set_ylabel("wall time (s)")
+    left.set_title("time ~ rows^b", fontsize=9)
+    right.set_ylabel("peak RSS (GB)")
+    right.set_title("peak memory", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def run(ctx: BenchContext) -> Section:
+    """Scale table, growth exponents, plot and the 200-trial target run."""
+    started = time.perf_counter()
+    options = ctx.options
+    section = Section(key="scale", title="Scale: build_features and train_gbdt")
+    paths, made = scale_sets(ctx)
+    rows = []
+    target_rows = (
+        max(n for n in paths if n <= KAGGLE_ROWS)
+        if any(n <= KAGGLE_ROWS for n in paths)
+        else min(paths)
+    )
+    extra_tables: list[Table] = []
+    work = options.work_dir / "stores"
+    work.mkdir(parents=True, exist_ok=True)
+    for n_rows, data in sorted(paths.items()):
+        store = Path(tempfile.mkdtemp(prefix=f"scale-{n_rows}-", dir=work))
+        try:
+            row = _point(ctx, n_rows, data, store)
+            rows.append(row)
+            logger.info("scale %s: %s", n_rows, row)
+            if n_rows == target_rows and options.target_trials > 0:
+                table, targets, profile_table = _target_run(ctx, n_rows, data, store)
+                extra_tables.append(table)
+                section.targets += targets
+                if profile_table is not None:
+                    extra_tables.append(profile_table)
+            if n_rows == target_rows:
+                for prefix in ("build", "train"):
+                    rss = row.get(f"{prefix} peak RSS (GB)")
+                    if isinstance(rss, float):
+                        section.targets.append(
+                            Target(
+                                name=f"{prefix} peak RSS at {n_rows:,} rows",
+                                goal=f"<= {TARGET_RSS_GB:.0f} GB",
+                                measured=f"{rss:.2f} GB",
+                                met=rss <= TARGET_RSS_GB,
+                            )
+                        )
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+    profile = options.scale_profile
+    table = Table(
+        title=f"Wall time and peak RSS by size ({profile} profile)",
+        columns=[
+            "rows",
+            "build wall (s)",
+            "build rows/s",
+            "build peak RSS (GB)",
+            "train wall (s)",
+            "train CPU (s)",
+            "train peak RSS (GB)",
+        ],
+        rows=rows,
+        command=(
+            f"python -m pipelines.build_features --config configs/{profile}.yaml --data SET "
+            f"--store FRESH; python -m pipelines.train_gbdt --config configs/{profile}.yaml "
+            f"--data SET --store FRESH --trials {options.scale_trials}"
+        ),
+    )
+    growth = Table(
+        title="Fitted growth exponents (time or memory ~ rows^b)",
+        columns=["quantity", "b"],
+    )
+    for column in (
+        "build wall (s)",
+        "train wall (s)",
+        "build peak RSS (GB)",
+        "train peak RSS (GB)",
+    ):
+        pairs = [
+            (r["rows"], r[column]) for r in rows if isinstance(r.get(column), float)
+        ]
+        if len(pairs) >= 2:
+            growth.rows.append(
+                {"quantity": column, "b": growth_exponent(*zip(*pairs, strict=True))}
+            )
+    growth.notes.append(
+        "Least-squares fit of log(value) = a + b log(rows) over the sizes above; "
+        "b = 1 is linear."
+    )
+    section.tables += [made, table, growth, *extra_tables]
+    section.figures.append(_plot(rows, options.results_dir / "scale.png"))
+    section.notes.append(
+        f"The {profile} profile (the default profile's MiniLM step alone would take hours "
+        "at these sizes on 2 CPU cores; its speed is in the speed section). train_gbdt "
+        f"at every size uses --trials {options.scale_trials} (config params: "
+        f"{ctx.config(profile).training.n_folds} folds x "
+        f"{len(ctx.config(profile).training.boosters)} boosters, stacking, calibration, "
+        "report); each child runs alone, measured by os.wait4 (wall, CPU, peak RSS)."
+    )
+    section.seconds = time.perf_counter() - started
+    return section
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run this section alone and print its markdown."""
+    from benchmarks.run import options_from_args, section_parser
+
+    args = section_parser(__doc__.splitlines()[0]).parse_args(argv)
+    options: BenchOptions = options_from_args(args)
+    print(run(BenchContext(options)).to_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
