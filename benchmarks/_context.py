@@ -172,7 +172,7 @@ class BenchContext:
 
     @cached_property
     def corpus(self) -> pd.DataFrame:
-        """Canonical, truncated battles, exactly as ``pipelines.train_gbdt`` sees them."""
+        """Canonical, truncated battles, as ``pipelines.train_gbdt`` sees them."""
         battles = read_battles(self.corpus_csv, labelled=True)
         max_chars = self.config(self.options.profiles[0]).data.max_chars
         return truncate_battles(battles, max_chars)

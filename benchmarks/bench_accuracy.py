@@ -244,7 +244,7 @@ def _loso_table(ctx: BenchContext, oof: dict[str, NDArray]) -> tuple[Table, list
     table, labels, families = ctx.corpus, ctx.labels, ctx.families
     names = sorted(set(families))
     result = Table(
-        title="Leave-one-source-out: train on the other source families, score this one",
+        title="Leave-one-source-out: train on the other sources, score this one",
         columns=[
             "held-out source",
             "n",
@@ -379,7 +379,10 @@ def _train_gbdt_tables(ctx: BenchContext) -> tuple[list[Table], Target | None]:
         report = json.loads((out / "report" / "report.json").read_text())
     trials = (report.get("tuning") or {}).get("n_trials", {})
     summary = Table(
-        title=f"train_gbdt --trials {options.gbdt_trials} on the corpus ({profile} profile)",
+        title=(
+            f"train_gbdt --trials {options.gbdt_trials} on the corpus "
+            f"({profile} profile)"
+        ),
         columns=[
             "wall time (min)",
             "peak RSS (GB)",
@@ -411,7 +414,8 @@ def _train_gbdt_tables(ctx: BenchContext) -> tuple[list[Table], Target | None]:
         "5-fold training of the stack, calibration, report, save). Feature blocks "
         "come from the benchmark store, filled earlier in this run; the study is "
         "fresh (a temporary Optuna storage), so every trial runs.",
-        f"Tuned params: {json.dumps((report.get('tuning') or {}).get('best_params', {}))}",
+        "Tuned params: "
+        + json.dumps((report.get("tuning") or {}).get("best_params", {})),
     ]
     per_source = pd.DataFrame(report["per_source"])
     keep = [

@@ -140,7 +140,7 @@ def _block_table(
     )
     blocks = [s["block"] for s in (corpus_stats[0] if corpus_stats else scale_stats)]
     table = Table(
-        title=f"Build speed per block ({options.scale_profile} profile, fit + transform)",
+        title=f"Build speed per block ({options.scale_profile} profile, fit+transform)",
         columns=[
             "block",
             "columns",
@@ -232,7 +232,8 @@ def _embedding_engines(ctx: BenchContext) -> Table:
     table = Table(
         title="Embedding engines on CPU: texts/s (benchmarks.bench_embeddings)",
         columns=["output"],
-        command=f"python -m benchmarks.bench_embeddings --n-texts {options.embed_texts} "
+        command="python -m benchmarks.bench_embeddings --n-texts "
+        f"{options.embed_texts} "
         f"--repeats {options.repeats}",
     )
     child = run_child(
@@ -386,8 +387,9 @@ def run(ctx: BenchContext) -> Section:
                     table = summarise_profile(
                         raw,
                         title=f"Profile: build_features ({profile}) on the corpus",
-                        command=f"py-spy record --format raw -- python -m pipelines.build_features "
-                        f"--config configs/{profile}.yaml --data {relative(ctx.corpus_csv)}",
+                        command="py-spy record --format raw -- python -m "
+                        f"pipelines.build_features --config configs/{profile}.yaml "
+                        f"--data {relative(ctx.corpus_csv)}",
                     )
                     section.tables.append(table)
                     target.cause = f"see '{table.title}' and the per-block table"

@@ -126,10 +126,14 @@ def scale_sets(ctx: BenchContext) -> tuple[dict[int, Path], Table]:
                 "size (MB)": path.stat().st_size / 1e6,
             }
         )
-    made.command = f"python -m benchmarks.make_scale_set --out PATH --n-rows N --seed {ctx.options.seed}"
+    made.command = (
+        "python -m benchmarks.make_scale_set --out PATH --n-rows N "
+        f"--seed {ctx.options.seed}"
+    )
     made.notes.append(
         "Each battle recombines corpus texts: a random corpus battle as the template "
-        "(lengths and turn counts kept), 25-50 % of the words of every turn of 4+ words "
+        "(lengths and turn counts kept), 25-50 % of the words of every turn of 4+ "
+        "words "
         "replaced by a run of words from the same column and source, the template's "
         "label kept with its response (A/B swapped with the label half the time). "
         "Smaller points are the first rows of the base set; files are reused while "
@@ -236,7 +240,8 @@ def _target_run(
         + "".join(f" --set {o}" for o in options.overrides)
     )
     table = Table(
-        title=f"train_gbdt --trials {options.target_trials} on the {n_rows:,}-row scale set",
+        title=f"train_gbdt --trials {options.target_trials} on the {n_rows:,}-row "
+        "scale set",
         columns=["wall (min)", "CPU (min)", "peak RSS (GB)", "result"],
         command=shown,
     )
@@ -272,7 +277,8 @@ def _target_run(
     if raw.exists():
         profile_table = summarise_profile(
             raw,
-            title=f"Profile: train_gbdt --trials {options.target_trials} on {n_rows:,} rows",
+            title=f"Profile: train_gbdt --trials {options.target_trials} on "
+            f"{n_rows:,} rows",
             command=shown,
         )
         if not met:
@@ -383,8 +389,9 @@ def run(ctx: BenchContext) -> Section:
         ],
         rows=rows,
         command=(
-            f"python -m pipelines.build_features --config configs/{profile}.yaml --data SET "
-            f"--store FRESH; python -m pipelines.train_gbdt --config configs/{profile}.yaml "
+            f"python -m pipelines.build_features --config configs/{profile}.yaml "
+            "--data SET --store FRESH; python -m pipelines.train_gbdt --config "
+            f"configs/{profile}.yaml "
             f"--data SET --store FRESH --trials {options.scale_trials}"
         ),
     )
@@ -412,11 +419,13 @@ def run(ctx: BenchContext) -> Section:
     section.tables += [made, table, growth, *extra_tables]
     section.figures.append(_plot(rows, options.results_dir / "scale.png"))
     section.notes.append(
-        f"The {profile} profile (the default profile's MiniLM step alone would take hours "
+        f"The {profile} profile (the default profile's MiniLM step alone would take "
+        "hours "
         "at these sizes on 2 CPU cores; its speed is in the speed section). train_gbdt "
         f"at every size uses --trials {options.scale_trials} (config params: "
         f"{ctx.config(profile).training.n_folds} folds x "
-        f"{len(ctx.config(profile).training.boosters)} boosters, stacking, calibration, "
+        f"{len(ctx.config(profile).training.boosters)} boosters, stacking, "
+        "calibration, "
         "report); each child runs alone, measured by os.wait4 (wall, CPU, peak RSS)."
     )
     section.seconds = time.perf_counter() - started

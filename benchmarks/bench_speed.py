@@ -239,7 +239,9 @@ def _throughput_table(measured: list[dict[str, Any]]) -> Table:
                     "calls": calls,
                     "rows/s (median)": rate,
                     "seconds per call": seconds,
-                    "x LLM winners (0.77 rows/s)": f"{rate / LLM_WINNER_ROWS_PER_S:,.0f}x",
+                    "x LLM winners (0.77 rows/s)": (
+                        f"{rate / LLM_WINNER_ROWS_PER_S:,.0f}x"
+                    ),
                 }
             )
     table.notes.append(
@@ -489,9 +491,11 @@ def run(ctx: BenchContext) -> Section:
             section.tables.append(variants)
             section.targets.append(
                 Target(
-                    name="default profile rows/s (fastest embedding choice, batch 1,000)",
+                    name="default profile rows/s (fastest embedding choice, "
+                    "batch 1,000)",
                     goal=f">= {TARGETS['default_rows_per_s']:.0f} rows/s",
-                    measured=f"{best:,.1f} rows/s ({best / LLM_WINNER_ROWS_PER_S:,.0f}x the LLM winners)",
+                    measured=f"{best:,.1f} rows/s "
+                    f"({best / LLM_WINNER_ROWS_PER_S:,.0f}x the LLM winners)",
                     met=best >= TARGETS["default_rows_per_s"],
                 )
             )
@@ -557,7 +561,8 @@ def _check_targets(
         Target(
             name=f"{profile}: ratio to the LLM winners' 0.77 rows/s (2x T4)",
             goal="state it",
-            measured=f"{rate / LLM_WINNER_ROWS_PER_S:,.0f}x on {available_cores()} CPU cores",
+            measured=f"{rate / LLM_WINNER_ROWS_PER_S:,.0f}x on "
+            f"{available_cores()} CPU cores",
             met=None,
         )
     )

@@ -10,7 +10,8 @@ module writes a synthetic set of any size from the corpus:
 - every turn of four words or more is *spliced*: a contiguous window of 25-50 %
   of its words is replaced, word for word, by a run of words taken from a random
   place in the corpus texts of the same column and source (prompts from
-  prompts, responses from responses, Russian from Russian). Whitespace, line breaks and the rest of the text
+  prompts, responses from responses, Russian from Russian). Whitespace, line
+  breaks and the rest of the text
   stay, so lengths, markdown layout and languages are kept while almost every
   text becomes distinct (as in the Kaggle file, where few texts repeat; a set
   of copies would let caches and de-duplication make it look cheaper than it

@@ -198,11 +198,14 @@ def _run_line(
         if options.quick
         else "full"
     )
+    gpu = machine["gpu"]
+    if gpu == "none":
+        gpu = "none - GPU rows not measured: no GPU lent"
     return (
         f"_Run: `{command}` ({mode}) on {machine['date']}; {machine['cores']} cores "
         f"({machine['cpu_model']}, {machine['memory_gb']} GB RAM, GPU: "
-        f"{machine['gpu'] if machine['gpu'] != 'none' else 'none - GPU rows not measured: no GPU lent'}); "
-        f"load average at start {machine['load_at_start'][0]}, at end {load_average()[0]}; "
+        f"{gpu}); load average at start {machine['load_at_start'][0]}, at end "
+        f"{load_average()[0]}; "
         f"medians over {options.repeats} repeat(s); {seconds / 60:.1f} min._"
     )
 
@@ -254,7 +257,8 @@ def _targets_table(blocks: dict[str, str]) -> str:
             if target.get("cause"):
                 met += f" ({target['cause']})"
             lines.append(
-                f"| {key} | {target['name']} | {target['goal']} | {target['measured']} | {met} |"
+                f"| {key} | {target['name']} | {target['goal']} | "
+                f"{target['measured']} | {met} |"
             )
     return "\n".join(lines)
 
@@ -265,10 +269,11 @@ def render(blocks: dict[str, str], machine: dict, command: str) -> str:
     parts = [
         _TITLE,
         "",
-        f"Written by `{command}` (last run {machine['date']}). Reproduce everything with "
-        "`python -m benchmarks.run` (or `make bench`); one section with "
-        "`python -m benchmarks.run --only SECTION`; a harness check in minutes with "
-        "`--quick`. Each section states its own command, machine, date and load.",
+        f"Written by `{command}` (last run {machine['date']}). Reproduce "
+        "everything with `python -m benchmarks.run` (or `make bench`); one section "
+        "with `python -m benchmarks.run --only SECTION`; a harness check in "
+        "minutes with `--quick`. Each section states its own command, machine, "
+        "date and load.",
         "",
         f"Machine: {machine['cores']} cores available ({machine['cpu_count']} online), "
         f"{machine['cpu_model']}, {machine['memory_gb']} GB RAM, Python "

@@ -386,16 +386,22 @@ class PreferenceModel(BaseEstimator):
         """Most probable class name per battle."""
         return self.classes_[self.predict_proba(battles).argmax(axis=1)]
 
-    def fit_prior(self, battles: Any) -> PreferenceModel:
+    def fit_prior(
+        self, battles: Any, *, prior_strength: float = 1.0
+    ) -> PreferenceModel:
         """Estimate the class prior of unlabelled battles by EM and use it.
 
         Preference data drifts (tie rates differ between sources); this
         re-targets predictions without labels (Saerens et al., 2002).
+        ``prior_strength`` is passed to
+        :func:`models.label_shift.estimate_prior_em`.
         """
         self._check_fitted()
         self.target_prior_ = None
         proba = self.predict_proba(battles)
-        self.target_prior_ = estimate_prior_em(proba, self.train_prior_)
+        self.target_prior_ = estimate_prior_em(
+            proba, self.train_prior_, prior_strength=prior_strength
+        )
         return self
 
     def explain(self, battles: Any, top: int = 5) -> pd.DataFrame:

@@ -195,6 +195,13 @@ default="sentence-transformers"
         """Embed the texts and return the side-tagged embedding features."""
         spec = self._encoder_spec_for_params()
         wanted = self._wanted_texts()
+        missing = [column for column in wanted if column not in battles.columns]
+        if missing:
+            raise ValueError(
+                f"feature block 'embeddings' needs columns {missing} in the battle "
+                f"table; got {list(battles.columns)}. Read battles with "
+                "features.battles.read_battles or as_battles first."
+            )
         started = time.perf_counter()
         columns = {
             column: self._prepared(joined_texts(battles, column))
@@ -251,10 +258,15 @@ default="sentence-transformers"
                     f"The {param!r} of EmbeddingsBlock must be one of {list(allowed)}; "
                     f"got {value!r}."
                 )
-        if not isinstance(self.model, str | os.PathLike) or not str(self.model):
+        if not isinstance(self.model, str | os.PathLike):
             raise TypeError(
-                "The 'model' of EmbeddingsBlock must be a non-empty string or path; "
+                "The 'model' of EmbeddingsBlock must be a string or path; "
                 f"got {self.model!r}."
+            )
+        if not str(self.model).strip():
+            raise ValueError(
+                "The 'model' of EmbeddingsBlock is empty; pass "
+                f"{PACKAGED_MODEL!r} or a local model folder."
             )
         for param in ("max_seq_length", "batch_size"):
             value = getattr(self, param)

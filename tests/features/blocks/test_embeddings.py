@@ -491,8 +491,8 @@ def test_missing_packaged_model_names_the_package(monkeypatch):
         ({"onnx": "fp16"}, ValueError, r"'onnx' of EmbeddingsBlock must be one of"),
         ({"normalize": "yes"}, ValueError, r"'normalize' of EmbeddingsBlock"),
         ({"show_progress": None}, ValueError, r"'show_progress' of EmbeddingsBlock"),
-        ({"model": ""}, TypeError, r"'model' of EmbeddingsBlock must be a non-empty"),
-        ({"model": 3}, TypeError, r"'model' of EmbeddingsBlock must be a non-empty"),
+        ({"model": " "}, ValueError, r"'model' of EmbeddingsBlock is empty"),
+        ({"model": 3}, TypeError, r"'model' of EmbeddingsBlock must be a string"),
         ({"max_seq_length": 0}, ValueError, r"'max_seq_length' of .* must be >= 1"),
         ({"batch_size": 2.5}, TypeError, r"'batch_size' of EmbeddingsBlock must be an"),
         (
@@ -528,6 +528,12 @@ def test_missing_packaged_model_names_the_package(monkeypatch):
 def test_invalid_params_raise_naming_the_param(params, error, match):
     with pytest.raises(error, match=match):
         EmbeddingsBlock(**params).fit(None)
+
+
+def test_battles_without_text_columns_raise_naming_them(word_battles):
+    block = EmbeddingsBlock(device="cpu").fit(word_battles)
+    with pytest.raises(ValueError, match=r"needs columns \['prompt'\]"):
+        block.transform(word_battles.drop(columns=["prompt"]))
 
 
 def test_invalid_params_also_raise_in_transform(word_battles):
