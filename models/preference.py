@@ -30,6 +30,7 @@ from models.calibration import TemperatureScaler, multiclass_log_loss
 from models.folds import make_folds, prompt_groups
 from models.gbdt import BOOSTERS, FoldResult, train_folds
 from models.label_shift import adjust_to_prior, estimate_prior_em
+from models.rules import apply_degenerate_rules
 from models.stacking import BoosterStacker
 
 __all__ = ["PreferenceModel", "DEFAULT_BLOCKS"]
@@ -73,8 +74,9 @@ class PreferenceModel(BaseEstimator):
         Train on A/B-swapped copies too.
     swap_average : bool, default=True
         Average each prediction with its mirrored swap: exact symmetry.
-    degenerate_rules : bool, default=False
-        Fixed answers for empty and identical responses.
+    degenerate_rules : bool or "auto", default=False
+        Fixed answers for empty and identical responses; "auto" keeps them
+        only if they lower the out-of-fold log loss.
     verbose : bool, default=False
         Progress bars.
 
@@ -121,7 +123,7 @@ class PreferenceModel(BaseEstimator):
         per_class_bias: bool = False,
         swap_augment: bool = False,
         swap_average: bool = True,
-        degenerate_rules: bool = False,
+        degenerate_rules: bool | str = False,
         verbose: bool = False,
     ) -> None:
         self.blocks = blocks
@@ -171,6 +173,11 @@ class PreferenceModel(BaseEstimator):
             raise ValueError(
                 f"The 'boosters' of PreferenceModel must be a non-empty list from "
                 f"{sorted(BOOSTERS)}. Got {list(self.boosters)!r}."
+            )
+        if self.degenerate_rules not in (True, False, "auto"):
+            raise ValueError(
+                "The 'degenerate_rules' of PreferenceModel must be True, False or "
+                f"'auto'. Got {self.degenerate_rules!r}."
             )
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
             raise ValueError(
@@ -248,6 +255,7 @@ class PreferenceModel(BaseEstimator):
             self.fold_results_[name] = result
             booster_oof.append(self._oof_booster(result, features.values))
         self._fit_head(booster_oof, labels)
+        self._choose_rules(table, labels)
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
         return self
@@ -304,6 +312,19 @@ class PreferenceModel(BaseEstimator):
             "oof_accuracy": float(np.mean(self.oof_proba_.argmax(axis=1) == labels)),
         }
         logger.info("out-of-fold log loss %.4f", self.metrics_["oof_log_loss"])
+
+    def _choose_rules(self, table: pd.DataFrame, labels: NDArray) -> None:
+        """Measure the degenerate-row rules on OOF; keep them as configured."""
+        with_rules = apply_degenerate_rules(table, self.oof_proba_)
+        score = multiclass_log_loss(labels, with_rules)
+        self.metrics_["oof_log_loss_with_rules"] = score
+        if self.degenerate_rules == "auto":
+            self.use_rules_ = bool(score < self.metrics_["oof_log_loss"])
+        else:
+            self.use_rules_ = bool(self.degenerate_rules)
+        if self.use_rules_:
+            self.oof_proba_ = with_rules
+        self.metrics_["degenerate_rules_used"] = self.use_rules_
 
     def _stacked(self, booster_proba: list[NDArray]) -> NDArray:
         """Stacker output, mirror-averaged so that it is exactly swap-symmetric.
@@ -376,9 +397,7 @@ class PreferenceModel(BaseEstimator):
         prior = class_prior if class_prior is not None else self.target_prior_
         if prior is not None:
             proba = adjust_to_prior(proba, self.train_prior_, prior)
-        if self.degenerate_rules:
-            from models.rules import apply_degenerate_rules
-
+        if self.use_rules_:
             proba = apply_degenerate_rules(table, proba)
         return proba
 
@@ -487,6 +506,7 @@ class PreferenceModel(BaseEstimator):
             "stacker": self.stacker_.to_dict(),
             "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
             "metrics": self.metrics_,
+            "use_rules": self.use_rules_,
         }
         return write_model_dir(directory, fill, meta)
 
@@ -522,6 +542,7 @@ class PreferenceModel(BaseEstimator):
                 else TemperatureScaler.from_dict(meta["scaler"])
             )
             model.metrics_ = meta["metrics"]
+            model.use_rules_ = bool(meta["use_rules"])
             model.classes_ = np.asarray(meta["classes"])
             model.n_features_in_ = len(model.feature_names_out_)
             best_iterations = {

@@ -64,7 +64,8 @@ class TrainingConfig:
     per_class_bias: bool = False
     swap_augment: bool = False
     swap_average: bool = True
-    degenerate_rules: bool = False
+    degenerate_rules: bool | str = False
+    compare_swap_augment: bool = True
     out: str = "artifacts/model"
 
 
@@ -172,6 +173,11 @@ def _validate(config: Config) -> None:
             )
     if not training.boosters:
         raise ConfigError(f"{config.source}: training.boosters must not be empty.")
+    if training.degenerate_rules not in (True, False, "auto"):
+        raise ConfigError(
+            f"{config.source}: training.degenerate_rules must be true, false or "
+            f"auto, got {training.degenerate_rules!r}."
+        )
     if config.tuning.n_trials < 0:
         raise ConfigError(f"{config.source}: tuning.n_trials must be >= 0.")
 

@@ -208,7 +208,14 @@ def write_report(
         f"- swap consistency (max |p(swap x) - mirror p(x)|): "
         f"{report['swap_consistency_max_abs']:.2e}",
     ]
-    for key in ("boosters", "stacked", "stack_method", "temperature", "calibrated"):
+    for key in (
+        "boosters",
+        "stacked",
+        "stack_method",
+        "temperature",
+        "swap_augment_oof_log_loss",
+        "degenerate_rules",
+    ):
         if key in report:
             lines.append(f"- {key}: {report[key]}")
     lines += [

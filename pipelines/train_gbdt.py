@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from features.battles import battle_fingerprint, truncate_battles
 from features.pipeline import FeaturePipeline
@@ -119,6 +120,15 @@ def _main(args: argparse.Namespace) -> int:
         config, booster_params=booster_params, verbose=verbose
     )
     model.fit(table, store=store, folds=folds)
+    swap_augment_effect = None
+    if config.training.compare_swap_augment:
+        flipped = clone(model).set_params(swap_augment=not model.swap_augment)
+        flipped.fit(table, store=store, folds=folds)
+        scores = {
+            model.swap_augment: model.metrics_["oof_log_loss"],
+            flipped.swap_augment: flipped.metrics_["oof_log_loss"],
+        }
+        swap_augment_effect = {"off": scores[False], "on": scores[True]}
     out = args.out or Path(config.training.out)
     extra = {
         "data": str(data_path),
@@ -128,6 +138,11 @@ def _main(args: argparse.Namespace) -> int:
         "stack_method": model.metrics_["stack_method"],
         "temperature": model.metrics_["temperature"],
         "tuning": tuning_summary,
+        "swap_augment_oof_log_loss": swap_augment_effect,
+        "degenerate_rules": {
+            "used": model.metrics_["degenerate_rules_used"],
+            "oof_log_loss_with_rules": model.metrics_["oof_log_loss_with_rules"],
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
     report = build_report(model, table, labels, model.oof_proba_, folds, extra)

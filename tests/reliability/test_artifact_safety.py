@@ -173,6 +173,22 @@ def test_newer_or_malformed_format_version_is_refused(model_dir, version):
         PreferenceModel.load(model_dir)
 
 
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [("[1, 2]", "TypeError: expected a JSON object"), ("{]", "JSONDecodeError")],
+)
+def test_model_json_that_is_not_an_object_is_refused(model_dir, content, error):
+    (model_dir / "model.json").write_text(content)
+    _rewrite_manifest(model_dir)
+
+    with pytest.raises(
+        ModelIntegrityError,
+        match=rf"'model.json' passed its sha256 check but could not be read "
+        rf"\({error}",
+    ):
+        PreferenceModel.load(model_dir)
+
+
 def test_predict_cli_refuses_a_newer_model_in_one_line(
     model_dir, battles, tmp_path, capsys
 ):
