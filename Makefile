@@ -6,7 +6,9 @@ CONFIG ?= configs/default.yaml
 TRIALS ?= 20
 DATA ?=
 DEMO_DATA := artifacts/demo/train.csv
+DEMO_TEST := artifacts/demo/test.csv
 TRAIN_DATA := $(if $(DATA),$(DATA),$(DEMO_DATA))
+PREDICT_DATA := $(if $(DATA),$(if $(TEST),$(TEST),$(DATA)),$(DEMO_TEST))
 MODEL_DIR ?= artifacts/model
 PREDICTIONS ?= artifacts/predictions.csv
 
@@ -25,10 +27,14 @@ $(VENV)/.installed: pyproject.toml
 $(DEMO_DATA): | setup
 	$(PY) -m pipelines.make_demo_data --out $(DEMO_DATA)
 
-demo: setup $(if $(DATA),,$(DEMO_DATA))
+$(DEMO_TEST): | setup
+	$(PY) -m pipelines.make_demo_data --out $(DEMO_TEST) --n-rows 500 --seed 1 --test-layout
+
+# DATA=train.csv [TEST=test.csv] runs the same job on your own Kaggle files.
+demo: setup $(if $(DATA),,$(DEMO_DATA) $(DEMO_TEST))
 	$(PY) -m pipelines.build_features --config $(CONFIG) --data $(TRAIN_DATA)
 	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(TRAIN_DATA) --trials $(TRIALS) --out $(MODEL_DIR)
-	$(PY) -m pipelines.predict --config $(CONFIG) --model $(MODEL_DIR) --data $(TRAIN_DATA) --out $(PREDICTIONS)
+	$(PY) -m pipelines.predict --config $(CONFIG) --model $(MODEL_DIR) --data $(PREDICT_DATA) --out $(PREDICTIONS)
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -752,6 +752,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", metavar="S", type=int, default=0, help="random seed (default: 0)."
     )
+    parser.add_argument(
+        "--test-layout",
+        action="store_true",
+        help="write the Kaggle test layout (id, prompt, response_a, response_b): "
+        "no labels, model names or source.",
+    )
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument(
         "--verbose", action="store_true", help="log progress and show a progress bar."
@@ -792,8 +798,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(battles):,}",
         time.perf_counter() - started,
     )
-    write_csv_atomic(battles, args.out)
     shares = battles[list(TARGET_COLUMNS)].mean()
+    if args.test_layout:
+        battles = battles[["id", "prompt", "response_a", "response_b"]]
+    write_csv_atomic(battles, args.out)
     print(
         f"wrote {len(battles):,} rows (A {shares['winner_model_a']:.1%}, "
         f"B {shares['winner_model_b']:.1%}, tie {shares['winner_tie']:.1%}) "

@@ -111,13 +111,20 @@ def _hidden(root: Path) -> list[str]:
 
 def _run_together(commands: list[list[str]], logs: list[Path]) -> list[int]:
     handles = [log.open("w") for log in logs]
+    processes = []
     try:
-        processes = [
-            subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
-            for command, handle in zip(commands, handles, strict=True)
-        ]
+        for command, handle in zip(commands, handles, strict=True):
+            processes.append(
+                subprocess.Popen(
+                    command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT
+                )
+            )
         return [process.wait(timeout=300) for process in processes]
     finally:
+        for process in processes:
+            if process.poll() is None:  # a failed test leaves nothing running
+                process.kill()
+                process.wait()
         for handle in handles:
             handle.close()
 

@@ -161,8 +161,9 @@ def _wait_until(condition, process: subprocess.Popen, timeout: float = 120) -> b
         if condition():
             return True
         if process.poll() is not None:
-            return condition()
+            return bool(condition())
         time.sleep(0.01)
+    _kill(process)  # leave nothing running behind a failed test
     raise AssertionError(f"no progress within {timeout} s")
 
 

@@ -239,24 +239,27 @@ def test_features_do_not_depend_on_the_python_hash_seed(tmp_path):
     """Two processes with different PYTHONHASHSEED build identical stores."""
     data = tmp_path / "train.csv"
     make_demo_battles(n_rows=200, seed=15).to_csv(data, index=False)
-    processes, logs = [], []
-    for hash_seed in ("1", "2"):
-        config = _workspace(tmp_path / f"hash{hash_seed}", HASHING_BLOCKS)
-        log = (tmp_path / f"hash{hash_seed}.log").open("w")
-        logs.append(log)
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "pipelines.build_features"]
-                + ["--config", str(config), "--data", str(data), "--quiet"],
-                cwd=ROOT,
-                env={**os.environ, "PYTHONHASHSEED": hash_seed},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    codes = [process.wait(timeout=300) for process in processes]
-    for log in logs:
-        log.close()
+    processes = []
+    try:
+        for hash_seed in ("1", "2"):
+            config = _workspace(tmp_path / f"hash{hash_seed}", HASHING_BLOCKS)
+            with (tmp_path / f"hash{hash_seed}.log").open("w") as log:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pipelines.build_features"]
+                        + ["--config", str(config), "--data", str(data), "--quiet"],
+                        cwd=ROOT,
+                        env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        codes = [process.wait(timeout=300) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:  # a failed test leaves nothing running
+                process.kill()
+                process.wait()
 
     assert codes == [0, 0]
     first = _files(tmp_path / "hash1" / "store", "*/*")
