@@ -15,8 +15,18 @@ from models import ModelIntegrityError, PreferenceModel, multiclass_log_loss
 from pipelines.make_demo_data import make_demo_battles
 
 FAST = {
-    "lightgbm": {"num_boost_round": 60, "learning_rate": 0.1, "num_leaves": 15},
-    "xgboost": {"num_boost_round": 60, "learning_rate": 0.1, "max_depth": 4},
+    "lightgbm": {
+        "num_boost_round": 60,
+        "learning_rate": 0.1,
+        "num_leaves": 15,
+        "num_threads": 1,
+    },
+    "xgboost": {
+        "num_boost_round": 60,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "nthread": 1,
+    },
 }
 
 
