@@ -26,22 +26,55 @@ from features.store import FeatureStore
 from models import PreferenceModel, make_folds, prompt_groups
 from pipelines.config import Config, load_config
 
-__all__ = ["BenchContext", "BenchOptions", "FittedModel", "QUICK_OVERRIDES"]
+__all__ = [
+    "FAST_BOOSTER_LIMITS",
+    "BenchContext",
+    "BenchOptions",
+    "FittedModel",
+    "QUICK_OVERRIDES",
+    "fast_booster_params",
+]
 
 logger = logging.getLogger(__name__)
 
 QUICK_OVERRIDES: tuple[str, ...] = (
-    "training.booster_params.lightgbm.learning_rate=0.1",
-    "training.booster_params.lightgbm.num_boost_round=200",
-    "training.booster_params.lightgbm.early_stopping_rounds=20",
-    "training.booster_params.xgboost.learning_rate=0.1",
-    "training.booster_params.xgboost.num_boost_round=200",
-    "training.booster_params.xgboost.early_stopping_rounds=20",
-    "features.blocks.tfidf.word_max_features=2000",
-    "features.blocks.tfidf.char_max_features=2000",
+    "training.booster_params.lightgbm.learning_rate=0.2",
+    "training.booster_params.lightgbm.num_boost_round=100",
+    "training.booster_params.lightgbm.early_stopping_rounds=10",
+    "training.booster_params.xgboost.learning_rate=0.2",
+    "training.booster_params.xgboost.num_boost_round=100",
+    "training.booster_params.xgboost.early_stopping_rounds=10",
+    "features.blocks.tfidf.word_max_features=300",
+    "features.blocks.tfidf.char_max_features=300",
+    "features.blocks.word2vec.vector_size=16",
+    "features.blocks.word2vec.epochs=2",
 )
 """Config overrides of ``--quick``: small boosters and vocabularies, so the
 whole harness runs in minutes. Quick numbers check the harness, not the model."""
+
+
+FAST_BOOSTER_LIMITS: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "num_boost_round": 400,
+    "early_stopping_rounds": 30,
+}
+"""Fast boosters for comparison fits (leave-one-source-out, embedding choices):
+the profile's params with at least this learning rate and at most these rounds."""
+
+
+def fast_booster_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A booster's params made no slower than :data:`FAST_BOOSTER_LIMITS`.
+
+    >>> fast_booster_params({"learning_rate": 0.03, "num_boost_round": 2000})
+    {'learning_rate': 0.1, 'num_boost_round': 400, 'early_stopping_rounds': 30}
+    """
+    merged = dict(params)
+    merged["learning_rate"] = max(
+        float(params.get("learning_rate", 0.0)), FAST_BOOSTER_LIMITS["learning_rate"]
+    )
+    for key in ("num_boost_round", "early_stopping_rounds"):
+        merged[key] = min(int(params.get(key, 10**9)), FAST_BOOSTER_LIMITS[key])
+    return merged
 
 
 @dataclass
@@ -69,6 +102,7 @@ class BenchOptions:
     batch_sizes: tuple[int, ...] = (1, 32, 1_000, 10_000)
     embedding_variants: bool = True
     loso: bool = True
+    loso_folds: int = 3
     profile_misses: bool = True
     timeout: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -83,8 +117,9 @@ class BenchOptions:
             "n_rows": 1_000,
             "overrides": QUICK_OVERRIDES,
             "scale_rows": (2_000, 4_000),
-            "target_trials": 2,
-            "gbdt_trials": 2,
+            "target_trials": 1,
+            "gbdt_trials": 1,
+            "loso_folds": 2,
             "embed_rows": 0,
             "embed_texts": 0,
             "latency_calls": 20,
@@ -202,15 +237,20 @@ class BenchContext:
 
     # ------------------------------------------------------------ models
     def profile_model(
-        self, profile: str, variant: dict[str, dict[str, Any]] | None = None
+        self,
+        profile: str,
+        variant: dict[str, dict[str, Any]] | None = None,
+        *,
+        fast: bool = False,
     ) -> FittedModel:
         """The profile fitted on the corpus with the shared folds (memoised).
 
         ``variant`` maps block names to param changes, e.g.
-        ``{"embeddings": {"onnx": "int8"}}``.
+        ``{"embeddings": {"onnx": "int8"}}``; ``fast`` uses
+        :func:`fast_booster_params` for every booster.
         """
         variant = variant or {}
-        key = json.dumps([profile, variant], sort_keys=True)
+        key = json.dumps([profile, variant, fast], sort_keys=True)
         if key not in self._fits:
             config = self.config(profile)
             blocks = {
@@ -223,7 +263,13 @@ class BenchContext:
                         f"does not have; its blocks are {list(blocks)}."
                     )
                 blocks[name].update(changes)
-            model = PreferenceModel.from_config(config, blocks=blocks)
+            boosters = {
+                name: fast_booster_params(dict(params)) if fast else dict(params)
+                for name, params in config.training.booster_params.items()
+            }
+            model = PreferenceModel.from_config(
+                config, blocks=blocks, booster_params=boosters
+            )
             started = time.perf_counter()
             model.fit(self.corpus, store=self.store, folds=self.folds)
             seconds = time.perf_counter() - started

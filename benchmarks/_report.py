@@ -45,6 +45,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root: children run here, so ``python -m pipelines...`` works."""
 
 _CHILD_ENV_DROP = ("PYTEST_CURRENT_TEST",)
+_THREAD_ENV = (
+    "OMP_WAIT_POLICY",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
+"""Environment variables that change threading, so they are stated with results."""
 
 
 @dataclass
@@ -286,6 +293,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "load_at_start": tuple(round(v, 2) for v in load),
+        "thread_env": {k: os.environ[k] for k in _THREAD_ENV if k in os.environ},
     }
 
 
@@ -355,10 +363,13 @@ def run_child(
 ) -> ChildRun:
     """Run ``argv`` and measure its wall time, CPU time and peak RSS.
 
-    The peak RSS comes from ``os.wait4`` on that child alone: Linux reports
-    the largest RSS of the child and of the descendants it waited for, so it
-    is exact (no polling gaps) and not mixed with earlier children, unlike
-    ``getrusage(RUSAGE_CHILDREN)``, whose maximum covers every child so far.
+    Peak RSS is the largest ``VmHWM`` (the kernel's high-water mark of a
+    process's resident memory) of the child and of its descendants, polled
+    from ``/proc`` while they run. ``ru_maxrss`` from ``wait4`` or
+    ``getrusage(RUSAGE_CHILDREN)`` cannot be used: Linux folds the memory of
+    the process that forked the child into it at ``exec``, so every small
+    child would report this (large) harness process's RSS. CPU time comes
+    from ``os.wait4`` on the child.
 
     Parameters
     ----------
@@ -375,11 +386,12 @@ def run_child(
     child_env.update(env or {})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
+        # Popen returns after the child's exec, so /proc shows its own memory.
         process = subprocess.Popen(
             list(argv), cwd=cwd, env=child_env, stdout=out, stderr=err
         )
         deadline = None if timeout is None else started + timeout
-        status, usage = _wait(process.pid, deadline)
+        status, usage, peak_kib = _wait(process.pid, deadline)
         seconds = time.perf_counter() - started
         process.returncode = status  # reaped by wait4; keep Popen consistent
         out.seek(0)
@@ -390,26 +402,60 @@ def run_child(
         command=list(argv),
         returncode=status,
         seconds=seconds,
-        peak_rss_bytes=int(usage.ru_maxrss) * 1024,  # Linux reports KiB
+        peak_rss_bytes=peak_kib * 1024,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         stdout=stdout,
         stderr=stderr,
     )
 
 
-def _wait(pid: int, deadline: float | None) -> tuple[int, Any]:
-    if deadline is None:
-        _, status, usage = os.wait4(pid, 0)
-        return os.waitstatus_to_exitcode(status), usage
+def _vm_hwm_kib(pid: int) -> int:
+    """``VmHWM`` of a process in KiB (0 when gone or not readable)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (via /proc/<pid>/task/*/children)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    stack.extend(int(c) for c in handle.read().split())
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def _wait(pid: int, deadline: float | None) -> tuple[int, Any, int]:
+    """Wait for ``pid`` (killing it at ``deadline``), polling its peak RSS."""
+    peak_kib = 0
+    interval = 0.05
     while True:
+        for process in _descendants(pid):
+            peak_kib = max(peak_kib, _vm_hwm_kib(process))
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status), usage
-        if time.perf_counter() > deadline:
+            return os.waitstatus_to_exitcode(status), usage, peak_kib
+        if deadline is not None and time.perf_counter() > deadline:
             os.kill(pid, 9)
             _, status, usage = os.wait4(pid, 0)
-            return os.waitstatus_to_exitcode(status), usage
-        time.sleep(0.2)
+            return os.waitstatus_to_exitcode(status), usage, peak_kib
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
 
 
 def python_module(module: str, *args: str) -> list[str]:

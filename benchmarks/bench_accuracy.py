@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._context import BenchContext, BenchOptions, fast_booster_params
 from benchmarks._report import (
     Section,
     Table,
@@ -51,25 +51,9 @@ from models import PreferenceModel, multiclass_log_loss
 from models.baselines import length_features, length_logreg_oof, prior_oof
 from pipelines.report import per_source_table
 
-__all__ = ["LOSO_BOOSTER_PARAMS", "decisive_auc", "run", "main"]
+__all__ = ["decisive_auc", "run", "main", "seed_stateless_blocks"]
 
 logger = logging.getLogger(__name__)
-
-LOSO_BOOSTER_PARAMS: dict[str, dict[str, Any]] = {
-    "lightgbm": {
-        "learning_rate": 0.1,
-        "num_boost_round": 400,
-        "early_stopping_rounds": 30,
-    },
-    "xgboost": {
-        "learning_rate": 0.1,
-        "num_boost_round": 400,
-        "early_stopping_rounds": 30,
-    },
-}
-"""Faster boosters for the leave-one-source-out fits (merged over the profile's)."""
-
-LOSO_FOLDS = 3
 
 
 def decisive_auc(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> float:
@@ -83,10 +67,8 @@ def decisive_auc(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> float
     decisive = labels != 2
     if len(np.unique(labels[decisive])) < 2:
         return float("nan")
-    score = proba[decisive, 0] / np.maximum(
-        proba[decisive, 0] + proba[decisive, 1], 1e-15
-    )
-    return float(roc_auc_score(labels[decisive] == 0, score))
+    total = np.maximum(proba[decisive, 0] + proba[decisive, 1], 1e-15)
+    return float(roc_auc_score(labels[decisive] == 0, proba[decisive, 0] / total))
 
 
 def _scores(labels: NDArray, proba: NDArray) -> dict[str, float]:
@@ -301,13 +283,13 @@ def _loso_table(ctx: BenchContext, oof: dict[str, NDArray]) -> tuple[Table, list
     for profile in ctx.options.profiles:
         config = ctx.config(profile)
         booster_params = {
-            name: {**params, **LOSO_BOOSTER_PARAMS.get(name, {})}
+            name: fast_booster_params(dict(params))
             for name, params in config.training.booster_params.items()
         }
         for family in names:
             train = families != family
             model = PreferenceModel.from_config(
-                config, booster_params=booster_params, n_folds=LOSO_FOLDS
+                config, booster_params=booster_params, n_folds=ctx.options.loso_folds
             )
             started = time.perf_counter()
             model.fit(table[train], store=ctx.store)
@@ -323,8 +305,9 @@ def _loso_table(ctx: BenchContext, oof: dict[str, NDArray]) -> tuple[Table, list
     result.notes += [
         "Each row trains on every other source family (stateful blocks such as "
         "TF-IDF and Word2Vec are fitted on those sources only) with "
-        f"{LOSO_FOLDS} folds and faster boosters (learning rate 0.1, at most 400 "
-        "rounds, early stopping 30), and scores the held-out family; the class prior "
+        f"{ctx.options.loso_folds} folds and faster boosters (learning rate >= 0.1, "
+        "at most 400 rounds, early stopping 30), and scores the held-out family; "
+        "the class prior "
         "and length-only columns are fitted on the same training sources.",
         "'5-fold OOF' is the same rows' log loss when their source is in training "
         "(from the table above); the difference is the cost of a new source.",

@@ -113,7 +113,7 @@ def _build(
 
 
 def _subsample(ctx: BenchContext, source: Path, n_rows: int, tag: str) -> Path:
-    path = ctx.options.work_dir / f"{tag}-head{n_rows}.csv"
+    path = ctx.options.work_dir / f"{tag}-{source.stem}-head{n_rows}.csv"
     if not path.exists():
         head = pd.read_csv(
             source, dtype={"id": str}, keep_default_na=False, nrows=n_rows

@@ -201,11 +201,13 @@ def _run_line(
     gpu = machine["gpu"]
     if gpu == "none":
         gpu = "none - GPU rows not measured: no GPU lent"
+    threads = ", ".join(f"{k}={v}" for k, v in machine.get("thread_env", {}).items())
     return (
         f"_Run: `{command}` ({mode}) on {machine['date']}; {machine['cores']} cores "
         f"({machine['cpu_model']}, {machine['memory_gb']} GB RAM, GPU: "
         f"{gpu}); load average at start {machine['load_at_start'][0]}, at end "
         f"{load_average()[0]}; "
+        f"{'thread settings ' + threads + '; ' if threads else ''}"
         f"medians over {options.repeats} repeat(s); {seconds / 60:.1f} min._"
     )
 

@@ -69,6 +69,10 @@ def setup_logging(args: argparse.Namespace) -> None:
         if args.quiet
         else logging.INFO
     )
+    if not args.verbose:
+        # Third-party INFO lines (per-epoch gensim events...) drown our own.
+        for noisy in ("gensim", "sentence_transformers", "optuna", "onnxruntime"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
