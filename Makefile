@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CONFIG ?= configs/default.yaml
+CONFIG ?= configs/lite.yaml
 TRIALS ?= 8
 DATA ?=
 DEMO_DATA := artifacts/demo/train.csv
