@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,19 +39,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 QUICK_OVERRIDES: tuple[str, ...] = (
-    "training.booster_params.lightgbm.learning_rate=0.2",
-    "training.booster_params.lightgbm.num_boost_round=100",
-    "training.booster_params.lightgbm.early_stopping_rounds=10",
-    "training.booster_params.xgboost.learning_rate=0.2",
-    "training.booster_params.xgboost.num_boost_round=100",
-    "training.booster_params.xgboost.early_stopping_rounds=10",
+    "training.boosters=[lightgbm]",
+    "training.booster_params.lightgbm.learning_rate=0.3",
+    "training.booster_params.lightgbm.num_boost_round=30",
+    "training.booster_params.lightgbm.early_stopping_rounds=5",
     "features.blocks.tfidf.word_max_features=300",
-    "features.blocks.tfidf.char_max_features=300",
+    "features.blocks.tfidf.char_max_features=0",
     "features.blocks.word2vec.vector_size=16",
     "features.blocks.word2vec.epochs=2",
 )
-"""Config overrides of ``--quick``: small boosters and vocabularies, so the
-whole harness runs in minutes. Quick numbers check the harness, not the model."""
+"""Config overrides of ``--quick``: one small booster, small vocabularies and no
+character n-grams, so the whole harness runs in minutes. Quick numbers check
+the harness, not the model."""
 
 
 FAST_BOOSTER_LIMITS: dict[str, Any] = {
@@ -103,8 +103,10 @@ class BenchOptions:
     embedding_variants: bool = True
     loso: bool = True
     loso_folds: int = 3
+    loso_profiles: tuple[str, ...] | None = ("lite",)
+    tuning_budget: float | None = 60 * 60.0
     profile_misses: bool = True
-    timeout: float | None = None
+    timeout: float | None = 120 * 60.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -126,6 +128,8 @@ class BenchOptions:
             "batch_sizes": (1, 32, 1_000),
             "embedding_variants": False,
             "profile_misses": False,
+            "timeout": None,
+            "tuning_budget": None,
         }
         settings.update(changes)
         return cls(**settings)
@@ -242,15 +246,20 @@ class BenchContext:
         variant: dict[str, dict[str, Any]] | None = None,
         *,
         fast: bool = False,
+        boosters: Sequence[str] | None = None,
+        n_folds: int | None = None,
     ) -> FittedModel:
-        """The profile fitted on the corpus with the shared folds (memoised).
+        """The profile fitted on the corpus (memoised).
 
         ``variant`` maps block names to param changes, e.g.
         ``{"embeddings": {"onnx": "int8"}}``; ``fast`` uses
-        :func:`fast_booster_params` for every booster.
+        :func:`fast_booster_params` for every booster; ``boosters`` and
+        ``n_folds`` replace the profile's (other fold counts than the shared
+        folds get their own prompt-grouped folds with the same seed).
         """
         variant = variant or {}
-        key = json.dumps([profile, variant, fast], sort_keys=True)
+        boosters = None if boosters is None else list(boosters)
+        key = json.dumps([profile, variant, fast, boosters, n_folds], sort_keys=True)
         if key not in self._fits:
             config = self.config(profile)
             blocks = {
@@ -263,15 +272,22 @@ class BenchContext:
                         f"does not have; its blocks are {list(blocks)}."
                     )
                 blocks[name].update(changes)
-            boosters = {
-                name: fast_booster_params(dict(params)) if fast else dict(params)
-                for name, params in config.training.booster_params.items()
+            params = {
+                name: fast_booster_params(dict(values)) if fast else dict(values)
+                for name, values in config.training.booster_params.items()
             }
-            model = PreferenceModel.from_config(
-                config, blocks=blocks, booster_params=boosters
-            )
+            changes: dict[str, Any] = {"blocks": blocks, "booster_params": params}
+            if boosters is not None:
+                changes["boosters"] = tuple(boosters)
+            folds = self.folds
+            if n_folds is not None and n_folds != config.training.n_folds:
+                changes["n_folds"] = n_folds
+                folds = make_folds(
+                    self.labels, prompt_groups(self.corpus), n_folds, config.seed
+                )
+            model = PreferenceModel.from_config(config, **changes)
             started = time.perf_counter()
-            model.fit(self.corpus, store=self.store, folds=self.folds)
+            model.fit(self.corpus, store=self.store, folds=folds)
             seconds = time.perf_counter() - started
             logger.info("fitted %s %s in %.1f s", profile, variant or "", seconds)
             self._fits[key] = FittedModel(profile, variant, model, seconds)

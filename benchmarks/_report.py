@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,11 +35,13 @@ __all__ = [
     "load_average",
     "machine_info",
     "median",
+    "optuna_trial_counts",
     "percentile",
     "python_module",
     "relative",
     "run_child",
     "timed",
+    "trials_summary",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +173,10 @@ def _align(rows: Sequence[Mapping[str, Any]], column: str) -> str:
 def fmt(value: Any) -> str:
     """A table cell: floats to 4 significant-ish digits, ints with separators.
 
-    >>> fmt(1234567), fmt(0.123456), fmt(1234.5), fmt(None), fmt(float("nan"))
-    ('1,234,567', '0.1235', '1,234', '-', 'n/a')
+    Values under 10 keep four decimals (log losses differ in the third).
+
+    >>> fmt(1234567), fmt(1.23456), fmt(1234.5), fmt(None), fmt(float("nan"))
+    ('1,234,567', '1.2346', '1,234', '-', 'n/a')
     """
     if value is None:
         return "-"
@@ -184,10 +189,8 @@ def fmt(value: Any) -> str:
             return "n/a"
         if abs(value) >= 1000:
             return f"{value:,.0f}"
-        if abs(value) >= 100:
+        if abs(value) >= 10:
             return f"{value:.1f}"
-        if abs(value) >= 1:
-            return f"{value:.2f}"
         return f"{value:.4f}"
     return str(value)
 
@@ -322,6 +325,8 @@ class ChildRun:
         User plus system CPU time.
     stdout, stderr : str
         Its output.
+    timed_out : bool
+        Whether it was stopped at its timeout.
     """
 
     command: list[str]
@@ -331,6 +336,7 @@ class ChildRun:
     cpu_seconds: float
     stdout: str
     stderr: str
+    timed_out: bool = False
 
     @property
     def peak_rss_gb(self) -> float:
@@ -380,7 +386,9 @@ def run_child(
     env : mapping, default=None
         Extra environment variables (added to this process's).
     timeout : float, default=None
-        Seconds before the child is killed (its run then has returncode -9).
+        Seconds before the child is stopped: SIGINT to it and its descendants
+        (a CLI keeps its finished trials, py-spy writes its profile), SIGKILL
+        30 s later; the run then has ``timed_out`` set.
     """
     child_env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROP}
     child_env.update(env or {})
@@ -391,7 +399,7 @@ def run_child(
             list(argv), cwd=cwd, env=child_env, stdout=out, stderr=err
         )
         deadline = None if timeout is None else started + timeout
-        status, usage, peak_kib = _wait(process.pid, deadline)
+        status, usage, peak_kib, timed_out = _wait(process.pid, deadline)
         seconds = time.perf_counter() - started
         process.returncode = status  # reaped by wait4; keep Popen consistent
         out.seek(0)
@@ -406,6 +414,7 @@ def run_child(
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         stdout=stdout,
         stderr=stderr,
+        timed_out=timed_out,
     )
 
 
@@ -440,22 +449,86 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _wait(pid: int, deadline: float | None) -> tuple[int, Any, int]:
-    """Wait for ``pid`` (killing it at ``deadline``), polling its peak RSS."""
+def _signal_all(pids: Sequence[int], signal_number: int) -> None:
+    for process in pids:
+        try:
+            os.kill(process, signal_number)
+        except OSError:
+            pass
+
+
+def _wait(pid: int, deadline: float | None) -> tuple[int, Any, int, bool]:
+    """Wait for ``pid`` (stopping it at ``deadline``), polling its peak RSS."""
     peak_kib = 0
     interval = 0.05
+    timed_out = False
     while True:
-        for process in _descendants(pid):
+        tree = _descendants(pid)
+        for process in tree:
             peak_kib = max(peak_kib, _vm_hwm_kib(process))
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status), usage, peak_kib
-        if deadline is not None and time.perf_counter() > deadline:
-            os.kill(pid, 9)
-            _, status, usage = os.wait4(pid, 0)
-            return os.waitstatus_to_exitcode(status), usage, peak_kib
+            return os.waitstatus_to_exitcode(status), usage, peak_kib, timed_out
+        now = time.perf_counter()
+        if deadline is not None and now > deadline:
+            if not timed_out:
+                timed_out = True
+                _signal_all(tree, signal.SIGINT)
+                deadline = now + 30.0
+            else:
+                _signal_all(tree, signal.SIGKILL)
+                _, status, usage = os.wait4(pid, 0)
+                return os.waitstatus_to_exitcode(status), usage, peak_kib, True
         time.sleep(interval)
         interval = min(interval * 1.5, 0.5)
+
+
+def optuna_trial_counts(database: Path) -> dict[str, int]:
+    """Trials per state over every study in an Optuna SQLite file (read directly,
+    so it works after the writer was killed); {} when there is none.
+
+    >>> optuna_trial_counts(Path("/nonexistent.db"))
+    {}
+    """
+    import sqlite3
+
+    if not Path(database).exists():
+        return {}
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+            rows = connection.execute(
+                "SELECT state, COUNT(*) FROM trials GROUP BY state"
+            ).fetchall()
+    except sqlite3.Error:
+        return {}
+    return {str(state).lower(): int(count) for state, count in rows}
+
+
+def trials_summary(
+    counts: dict[str, int], asked: int, minutes: float, budget: float | None
+) -> tuple[str, bool]:
+    """ "X of N trials (c complete, p pruned)" and whether all N finished.
+
+    >>> text, finished = trials_summary({"complete": 3, "pruned": 1}, 8, 30.0, 1800.0)
+    >>> finished, text.endswith("all 8 at this rate: ~60 min of tuning")
+    (False, True)
+    """
+    done = counts.get("complete", 0) + counts.get("pruned", 0)
+    text = (
+        f"{done} of {asked} trials ({counts.get('complete', 0)} complete, "
+        f"{counts.get('pruned', 0)} pruned)"
+    )
+    if done >= asked:
+        return text, True
+    if budget:
+        text += f" in the {budget / 60:.0f}-min tuning budget"
+        span = budget / 60
+    else:
+        text += f" in {minutes:.0f} min"
+        span = minutes
+    if done:
+        text += f"; all {asked} at this rate: ~{span * asked / done:,.0f} min of tuning"
+    return text, False
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -217,13 +217,17 @@ def _block_table(
                 else None,
             }
         )
-    table.notes += [
+    table.notes.append(
         f"Seconds per block from build_features' own table (fit + transform, fresh "
         f"store, no cache hits); corpus: {len(corpus_stats)} run(s), median. "
-        f"{available_cores()} cores.",
-        "The embeddings rows (default profile, config settings: MiniLM, PyTorch, CPU) "
-        "time the block alone on the first rows of each set, model load included.",
-    ]
+        f"{available_cores()} cores."
+    )
+    if embed:
+        table.notes.append(
+            "The embeddings rows (default profile, config settings: MiniLM, PyTorch, "
+            "CPU) time the block alone on the first rows of each set, model load "
+            "included."
+        )
     return table, rates
 
 
@@ -297,7 +301,7 @@ def _gpu_table(ctx: BenchContext) -> Table:
 
 def run(ctx: BenchContext) -> Section:
     """Per-block build speed, whole-build peak RSS, embedding engines."""
-    from benchmarks.bench_scale import scale_sets
+    from benchmarks.bench_scale import base_rows, scale_sets
 
     started = time.perf_counter()
     options = ctx.options
@@ -307,8 +311,8 @@ def run(ctx: BenchContext) -> Section:
         _build(ctx, profile, ctx.corpus_csv, reuse=False)
         for _ in range(options.repeats)
     ]
-    paths, _ = scale_sets(ctx)
-    scale_rows = max((n for n in paths if n <= 57_477), default=min(paths))
+    paths, _ = scale_sets(ctx, only_base=True)
+    scale_rows = base_rows(list(paths))
     scale_run = _build(ctx, profile, paths[scale_rows])
     embed: dict[str, ChildRun] = {}
     if options.embed_rows > 0:
@@ -354,7 +358,7 @@ def run(ctx: BenchContext) -> Section:
         )
     builds.notes.append(
         "Wall time of the whole command: Python start, reading and repairing the "
-        "CSV, every block, writing the store. Peak RSS of that child (os.wait4)."
+        "CSV, every block, writing the store. Peak RSS: the child's VmHWM."
     )
     section.tables += [blocks, builds]
     for label, rate in (

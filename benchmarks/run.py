@@ -112,7 +112,22 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     add("--no-variants", action="store_true", help="skip the embedding-choice fits")
     add("--no-loso", action="store_true", help="skip leave-one-source-out")
     add("--no-profile", action="store_true", help="do not run py-spy on missed targets")
-    add("--child-timeout-min", type=float, help="kill a child after this many minutes")
+    add(
+        "--child-timeout-min",
+        type=float,
+        help="kill a child process after this many minutes (default 120; 0: never)",
+    )
+    add(
+        "--tuning-budget-min",
+        type=float,
+        help="--timeout of the 200-trial train_gbdt runs in minutes: tuning stops "
+        "there and the trials done are reported (default 60; 0: no budget)",
+    )
+    add(
+        "--loso-profiles",
+        type=_name_list,
+        help="profiles of the leave-one-source-out table (default: lite)",
+    )
     add(
         "--set",
         dest="overrides",
@@ -128,7 +143,12 @@ def section_parser(description: str) -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     """BenchOptions from parsed arguments: quick or full defaults, then flags."""
     if getattr(args, "cpus", None):
+        # Children inherit the affinity and start their thread pools under it;
+        # pools this process already started may keep their size, so for a
+        # strict in-process limit start the run under `taskset -c CPUS`.
         os.sched_setaffinity(0, set(args.cpus))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(name, str(len(set(args.cpus))))
     changes = {
         name: getattr(args, name)
         for name in (
@@ -159,14 +179,16 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     if getattr(args, "no_profile", False):
         changes["profile_misses"] = False
     if getattr(args, "child_timeout_min", None) is not None:
-        changes["timeout"] = args.child_timeout_min * 60
+        changes["timeout"] = args.child_timeout_min * 60 or None
+    if getattr(args, "tuning_budget_min", None) is not None:
+        changes["tuning_budget"] = args.tuning_budget_min * 60 or None
+    if getattr(args, "loso_profiles", None):
+        changes["loso_profiles"] = args.loso_profiles
     options = (
         BenchOptions.for_quick(**changes) if args.quick else BenchOptions(**changes)
     )
     if options.quick and "overrides" in changes:
         options.overrides = (*BenchOptions.for_quick().overrides, *changes["overrides"])
-    if not args.quick and options.timeout is None:
-        options.timeout = 180 * 60.0
     unknown = [
         p
         for p in options.profiles
