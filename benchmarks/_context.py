@@ -240,6 +240,27 @@ class BenchContext:
         return np.array([str(s).split(":")[0] for s in self.corpus["source"]])
 
     # ------------------------------------------------------------ models
+    @staticmethod
+    def _key(
+        profile: str, variant: Any, fast: bool, boosters: Any, n_folds: Any
+    ) -> str:
+        boosters = None if boosters is None else list(boosters)
+        return json.dumps(
+            [profile, variant or {}, fast, boosters, n_folds], sort_keys=True
+        )
+
+    def release(
+        self,
+        profile: str,
+        variant: dict[str, dict[str, Any]] | None = None,
+        *,
+        fast: bool = False,
+        boosters: Sequence[str] | None = None,
+        n_folds: int | None = None,
+    ) -> None:
+        """Forget the fit :meth:`profile_model` memoised for these arguments."""
+        self._fits.pop(self._key(profile, variant, fast, boosters, n_folds), None)
+
     def profile_model(
         self,
         profile: str,
@@ -258,20 +279,19 @@ class BenchContext:
         folds get their own prompt-grouped folds with the same seed).
         """
         variant = variant or {}
-        boosters = None if boosters is None else list(boosters)
-        key = json.dumps([profile, variant, fast, boosters, n_folds], sort_keys=True)
+        key = self._key(profile, variant, fast, boosters, n_folds)
         if key not in self._fits:
             config = self.config(profile)
             blocks = {
                 name: dict(params) for name, params in config.features.blocks.items()
             }
-            for name, changes in variant.items():
+            for name, block_changes in variant.items():
                 if name not in blocks:
                     raise ValueError(
                         f"variant changes block {name!r}, which profile {profile!r} "
                         f"does not have; its blocks are {list(blocks)}."
                     )
-                blocks[name].update(changes)
+                blocks[name].update(block_changes)
             params = {
                 name: fast_booster_params(dict(values)) if fast else dict(values)
                 for name, values in config.training.booster_params.items()

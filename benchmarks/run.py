@@ -109,6 +109,11 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     add("--embed-rows", type=int, help="rows of the embeddings-block timing (0 skips)")
     add("--embed-texts", type=int, help="texts of bench_embeddings (0 skips)")
     add("--latency-calls", type=int, help="single-row calls for p50/p99")
+    add(
+        "--batch-sizes",
+        type=_int_list,
+        help="throughput batch sizes (default 1,32,1000,10000)",
+    )
     add("--no-variants", action="store_true", help="skip the embedding-choice fits")
     add("--no-loso", action="store_true", help="skip leave-one-source-out")
     add("--no-profile", action="store_true", help="do not run py-spy on missed targets")
@@ -167,6 +172,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
             "embed_rows",
             "embed_texts",
             "latency_calls",
+            "batch_sizes",
         )
         if getattr(args, name, None) is not None
     }

@@ -258,7 +258,13 @@ def test_slice_model_beats_the_prior_on_a_prompt_grouped_holdout(corpus_path):
     train, test = battles[~holdout], battles[holdout]
     model = PreferenceModel(
         blocks={"lengths": {}, "flags": {}},
-        booster_params={"lightgbm": {"num_boost_round": 300, "learning_rate": 0.05}},
+        booster_params={
+            "lightgbm": {
+                "num_boost_round": 300,
+                "learning_rate": 0.05,
+                "num_threads": 1,
+            }
+        },
         n_folds=3,
     ).fit(train)
     prior = np.bincount(train["label"], minlength=3) / len(train)

@@ -26,8 +26,9 @@ training:
   n_folds: 3
   boosters: [lightgbm, xgboost]
   booster_params:
-    lightgbm: {{num_boost_round: 50, learning_rate: 0.1, num_leaves: 15}}
-    xgboost: {{num_boost_round: 50, learning_rate: 0.1, max_depth: 3}}
+    lightgbm: {{num_boost_round: 50, learning_rate: 0.1, num_leaves: 15,
+                num_threads: 1}}
+    xgboost: {{num_boost_round: 50, learning_rate: 0.1, max_depth: 3, nthread: 1}}
 tuning:
   n_trials: 0
   storage: sqlite:///{db}
