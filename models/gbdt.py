@@ -23,6 +23,7 @@ __all__ = [
     "LightGBMBooster",
     "XGBoostBooster",
     "make_booster",
+    "stack_rows",
     "train_folds",
 ]
 
@@ -289,7 +290,7 @@ def train_folds(
         X_train, y_train = _take(X, train_rows), y[train_rows]
         w_train = None if weight is None else weight[train_rows]
         if swap_augment:
-            X_train = _stack(X_train, swap_features(X_train))
+            X_train = stack_rows(X_train, swap_features(X_train))
             y_train = np.concatenate([y_train, label_swap[y_train]])
             w_train = None if w_train is None else np.concatenate([w_train, w_train])
         X_valid = _take(X, valid_rows)
@@ -302,7 +303,8 @@ def train_folds(
     return FoldResult(oof, models)
 
 
-def _stack(top: Matrix, bottom: Matrix) -> Matrix:
+def stack_rows(top: Matrix, bottom: Matrix) -> Matrix:
+    """Rows of ``top`` then ``bottom`` (CSR when sparse, else a dense array)."""
     if sp.issparse(top):
         return sp.vstack([top, bottom]).tocsr()
     return np.vstack([top, bottom])

@@ -28,7 +28,7 @@ from features.store import FeatureStore
 from models.artifact import MODEL_FILE, read_model_dir, reading_file, write_model_dir
 from models.calibration import TemperatureScaler, multiclass_log_loss
 from models.folds import make_folds, prompt_groups
-from models.gbdt import BOOSTERS, FoldResult, train_folds
+from models.gbdt import BOOSTERS, FoldResult, stack_rows, train_folds
 from models.label_shift import adjust_to_prior, estimate_prior_em
 from models.rules import apply_degenerate_rules
 from models.stacking import BoosterStacker
@@ -44,15 +44,6 @@ _EPS = 1e-15
 
 def _mirror(proba: NDArray) -> NDArray:
     return proba[:, _MIRROR]
-
-
-def _stack_rows(top: Any, bottom: Any) -> Any:
-    """Rows of ``top`` then ``bottom`` (CSR when sparse, else a dense array)."""
-    if hasattr(top, "tocsr"):
-        import scipy.sparse as sp
-
-        return sp.vstack([top, bottom]).tocsr()
-    return np.vstack([top, bottom])
 
 
 class PreferenceModel(BaseEstimator):
@@ -379,7 +370,7 @@ class PreferenceModel(BaseEstimator):
             # Both A/B orders in one call per fold model: half the per-call
             # overhead, which dominates small batches (same numbers: rows are
             # predicted independently).
-            X = _stack_rows(X, self._swap_features(X))
+            X = stack_rows(X, self._swap_features(X))
         outputs = []
         for name in self.boosters:
             proba = self.fold_results_[name].predict_proba(X)
