@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._report import REPO_ROOT, relative
-from benchmarks.make_scale_set import DEFAULT_CORPUS, write_csv_atomic
+from benchmarks.make_scale_set import DEFAULT_CORPUS
 from features.battles import CLASSES, read_battles, truncate_battles
 from features.store import FeatureStore
 from models import PreferenceModel, make_folds, prompt_groups
+from pipelines._files import write_csv_atomic
 from pipelines.config import Config, load_config
 
 __all__ = [

@@ -48,7 +48,8 @@ from benchmarks._report import (
     run_child,
     trials_summary,
 )
-from benchmarks.make_scale_set import KAGGLE_ROWS, write_csv_atomic
+from benchmarks.make_scale_set import KAGGLE_ROWS
+from pipelines._files import write_csv_atomic
 
 __all__ = ["TARGET_MINUTES", "TARGET_RSS_GB", "run", "scale_sets", "main"]
 

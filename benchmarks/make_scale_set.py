@@ -36,10 +36,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from features.battles import CLASSES, TEXT_COLUMNS, read_battles
+from pipelines._files import write_csv_atomic
 
 __all__ = ["DEFAULT_CORPUS", "KAGGLE_ROWS", "make_scale_set", "main"]
 
@@ -196,29 +195,6 @@ def _unique_ids(rng: np.random.Generator, n_rows: int) -> np.ndarray:
         draw = rng.integers(30_000, 2**32, size=n_rows - ids.size + 16)
         ids = np.unique(np.concatenate([ids, draw]))
     return rng.permutation(ids)[:n_rows]
-
-
-def write_csv_atomic(frame: pd.DataFrame, out: Path) -> None:
-    """Write ``frame`` as CSV through a temporary sibling and ``os.replace``.
-
-    A reader never sees a half-written file, and a failed write leaves any
-    older file in place.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".tmp", dir=out.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def length_summary(frame: pd.DataFrame, column: str = "response_a") -> dict[str, int]:
