@@ -399,6 +399,8 @@ def run(ctx: BenchContext) -> Section:
                     target.cause = f"see '{table.title}' and the per-block table"
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        if not target.met and target.cause is None:
+            target.cause = "see the per-block table"
         section.targets.append(target)
     if options.embed_texts > 0:
         section.tables.append(_embedding_engines(ctx))
