@@ -76,6 +76,8 @@ class FeaturePipeline:
             self.blocks_ = {
                 name: make_block(name, params) for name, params in self.blocks.items()
             }
+        for block in self.blocks_.values():
+            block.progress = self.verbose
         fingerprint = battle_fingerprint(battles) if self.store is not None else ""
         matrices, self.stats_ = [], []
         names = list(self.blocks_)

@@ -348,7 +348,7 @@ default="sentence-transformers"
                 total=len(non_blank),
                 desc=f"embeddings ({self.backend})",
                 unit="text",
-                disable=not self.show_progress,
+                disable=not (self.show_progress or self.progress),
             ) as bar:
                 for start in range(0, len(non_blank), size):
                     batch = [unique[i] for i in non_blank[start : start + size]]

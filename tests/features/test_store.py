@@ -84,3 +84,15 @@ def test_state_round_trip_through_a_directory(tmp_path, hand_battles):
     pipeline.save_state(tmp_path / "blocks")
     loaded = FeaturePipeline.load_state(tmp_path / "blocks", BLOCKS)
     np.testing.assert_allclose(loaded.transform(hand_battles).values, fitted.values)
+
+
+def test_verbose_pipeline_turns_on_block_progress_without_changing_the_cache_key(
+    tmp_path, hand_battles
+):
+    store = FeatureStore(tmp_path)
+    quiet, _ = _build(store, hand_battles)
+    verbose = FeaturePipeline(BLOCKS, store=store, verbose=True)
+    verbose.fit_transform(hand_battles)
+    assert all(block.progress for block in verbose.blocks_.values())
+    assert not any(block.progress for block in quiet.blocks_.values())
+    assert [s["cache"] for s in verbose.stats_] == ["hit", "hit"]

@@ -246,6 +246,9 @@ def test_progress_bar_counts_texts_when_asked(word_battles, capsys):
     assert "embeddings (sentence-transformers)" in capsys.readouterr().err
     block.set_params(show_progress=False).transform(word_battles)
     assert "embeddings" not in capsys.readouterr().err
+    block.progress = True  # what a verbose FeaturePipeline sets
+    block.transform(word_battles)
+    assert "embeddings (sentence-transformers)" in capsys.readouterr().err
 
 
 def test_right_truncation_keeps_the_start_of_a_huge_text():
