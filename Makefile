@@ -42,7 +42,9 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
+# The ONNX engines and the py-spy profiler of missed targets come with the bench extra.
 bench: setup
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run
 
 clean:
