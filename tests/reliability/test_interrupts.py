@@ -246,7 +246,9 @@ def test_build_features_killed_at_random_moments_then_rerun_equals_one_run(
 ):
     rng = random.Random(20240611)
     reference = _workspace(tmp_path / "reference", SLOWER_BLOCKS)
+    started = time.perf_counter()
     assert build_features.main(_argv(reference, data)) == 0
+    build_seconds = time.perf_counter() - started
     config = _workspace(tmp_path / "killed", SLOWER_BLOCKS)
     store = tmp_path / "killed" / "store"
 
@@ -255,9 +257,10 @@ def test_build_features_killed_at_random_moments_then_rerun_equals_one_run(
         before = _listing(store)
         process = _start("build_features", _argv(config, data), tmp_path / "log")
         # Wait for its first write (a new temporary directory or entry), then
-        # let it run a random while longer.
+        # let it run a random while longer: up to half a whole build, so the
+        # kill lands mid-build however fast this machine is.
         _wait_until(lambda before=before: _listing(store) - before, process)
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5) * build_seconds)
         codes.append(_kill(process))
         _assert_store_holds_only_complete_entries(store)
     assert -signal.SIGKILL in codes  # at least one kill landed mid-build
