@@ -159,6 +159,32 @@ def scale_sets(
     return paths, made
 
 
+def _train_argv(
+    ctx: BenchContext,
+    data: Path,
+    store: Path,
+    trials: int,
+    out_name: str,
+    database: Path,
+) -> list[str]:
+    """``train_gbdt`` of the scale profile on ``data``, model and study in ``store``."""
+    return python_module(
+        "pipelines.train_gbdt",
+        *ctx.cli_args(ctx.options.scale_profile),
+        "--data",
+        str(data),
+        "--store",
+        str(store),
+        "--trials",
+        str(trials),
+        "--out",
+        str(store / out_name),
+        "--quiet",
+        "--set",
+        f"tuning.storage=sqlite:///{database}",
+    )
+
+
 def _point(
     ctx: BenchContext, n_rows: int, data: Path, store: Path, skip_train: str | None
 ) -> dict[str, Any]:
@@ -187,20 +213,8 @@ def _point(
         row["train wall (s)"] = skip_train or "not run: the build failed"
         return row
     train = run_child(
-        python_module(
-            "pipelines.train_gbdt",
-            *ctx.cli_args(profile),
-            "--data",
-            str(data),
-            "--store",
-            str(store),
-            "--trials",
-            str(options.scale_trials),
-            "--out",
-            str(store / "model"),
-            "--quiet",
-            "--set",
-            f"tuning.storage=sqlite:///{store / 'optuna.db'}",
+        _train_argv(
+            ctx, data, store, options.scale_trials, "model", store / "optuna.db"
         ),
         timeout=options.timeout,
     )
@@ -234,21 +248,7 @@ def _target_run(
     profile = options.scale_profile
     budget = options.tuning_budget
     database = store / "optuna-target.db"
-    argv = python_module(
-        "pipelines.train_gbdt",
-        *ctx.cli_args(profile),
-        "--data",
-        str(data),
-        "--store",
-        str(store),
-        "--trials",
-        str(options.target_trials),
-        "--out",
-        str(store / "model-tuned"),
-        "--quiet",
-        "--set",
-        f"tuning.storage=sqlite:///{database}",
-    )
+    argv = _train_argv(ctx, data, store, options.target_trials, "model-tuned", database)
     if budget:
         argv += ["--timeout", f"{budget:.0f}"]
     raw = (
