@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from features.battles import battle_fingerprint
 from features.blocks import FeatureBlock, FeatureMatrix, make_block
+from features.parallel import transform_blocks
 from features.store import FeatureStore, block_key, read_state, write_state
 
 __all__ = ["FeaturePipeline", "state_fingerprint"]
@@ -46,7 +47,12 @@ class FeaturePipeline:
     store : FeatureStore or None, default=None
         Cache for block outputs; None computes everything.
     verbose : bool, default=False
-        Show a progress bar over blocks.
+        Show progress bars (row chunks when parallel, and inside blocks).
+    n_jobs : int or None, default=None
+        Worker processes for the row-parallel blocks' transform: None or 1
+        serial, -1 one per core. Batches under ``2 * MIN_ROWS_PER_JOB`` rows
+        run serially (:mod:`features.parallel`). Not part of any cache key:
+        the output does not depend on it.
 
     Attributes
     ----------
@@ -62,10 +68,12 @@ class FeaturePipeline:
         *,
         store: FeatureStore | None = None,
         verbose: bool = False,
+        n_jobs: int | None = None,
     ) -> None:
         self.blocks = blocks
         self.store = store
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _run(self, battles: pd.DataFrame, *, fit: bool) -> FeatureMatrix:
         if not fit and not hasattr(self, "blocks_"):
@@ -76,26 +84,50 @@ class FeaturePipeline:
             self.blocks_ = {
                 name: make_block(name, params) for name, params in self.blocks.items()
             }
-        for block in self.blocks_.values():
-            block.progress = self.verbose
         fingerprint = battle_fingerprint(battles) if self.store is not None else ""
-        matrices, self.stats_ = [], []
-        names = list(self.blocks_)
-        bar = tqdm(names, desc="features", unit="block", disable=not self.verbose)
-        for name in bar:
-            bar.set_postfix_str(name)
-            block = self.blocks_[name]
+        outputs: dict[str, FeatureMatrix] = {}
+        seconds: dict[str, float] = {}
+        keys: dict[str, str] = {}
+        # 1. Cache hits (fit restores the block's state); fit the misses.
+        for name, block in self.blocks_.items():
             started = time.perf_counter()
-            matrix, hit = self._block_output(block, battles, fingerprint, fit=fit)
-            seconds = time.perf_counter() - started
-            matrices.append(matrix)
+            block.progress = self.verbose
+            if self.store is not None:
+                mode = "fit" if fit else f"transform:{state_fingerprint(block)}"
+                keys[name] = block_key(block, fingerprint, mode)
+                entry = self.store.load(keys[name])
+                if entry is not None:
+                    if fit:
+                        block.set_state(entry.state, entry.arrays)
+                    outputs[name] = entry.matrix
+            if name not in outputs and fit:
+                logger.info("%s: fitting on %d rows", name, len(battles))
+                block.fit(battles)
+            seconds[name] = time.perf_counter() - started
+        # 2. Transform the misses, row-parallel blocks together and the rest
+        # (the transformer) alone; each group is stored as soon as it is done.
+        missing = [name for name in self.blocks_ if name not in outputs]
+        parallel = [n for n in missing if self.blocks_[n].row_parallel]
+        for group in (parallel, [n for n in missing if n not in parallel]):
+            if not group:
+                continue
+            self._transform_group(group, battles, outputs, seconds)
+            for name in group if self.store is not None else ():
+                block = self.blocks_[name]
+                state, arrays = block.get_state() if fit else ({}, {})
+                meta = {"block": name, "version": block.version, "rows": len(battles)}
+                self.store.save(keys[name], outputs[name], state, arrays, meta)
+        self.stats_ = []
+        for name in self.blocks_:
+            hit = name not in missing
+            matrix = outputs[name]
             self.stats_.append(
                 {
                     "block": name,
                     "columns": len(matrix.columns),
                     "rows": matrix.n_rows,
-                    "seconds": round(seconds, 3),
-                    "rows_per_s": round(matrix.n_rows / max(seconds, 1e-9), 1),
+                    "seconds": round(seconds[name], 6),
+                    "rows_per_s": round(matrix.n_rows / max(seconds[name], 1e-9), 1),
                     "cache": "-" if self.store is None else ("hit" if hit else "miss"),
                 }
             )
@@ -104,30 +136,33 @@ class FeaturePipeline:
                 name,
                 len(matrix.columns),
                 matrix.n_rows,
-                seconds,
+                seconds[name],
                 self.stats_[-1]["cache"],
             )
-        return FeatureMatrix.concat(matrices)
+        return FeatureMatrix.concat([outputs[name] for name in self.blocks_])
 
-    def _block_output(
-        self, block: FeatureBlock, battles: pd.DataFrame, fingerprint: str, *, fit: bool
-    ) -> tuple[FeatureMatrix, bool]:
-        if self.store is None:
-            return (
-                block.fit_transform(battles) if fit else block.transform(battles)
-            ), False
-        mode = "fit" if fit else f"transform:{state_fingerprint(block)}"
-        key = block_key(block, fingerprint, mode)
-        entry = self.store.load(key)
-        if entry is not None:
-            if fit:
-                block.set_state(entry.state, entry.arrays)
-            return entry.matrix, True
-        matrix = block.fit_transform(battles) if fit else block.transform(battles)
-        state, arrays = block.get_state() if fit else ({}, {})
-        meta = {"block": block.name, "version": block.version, "rows": matrix.n_rows}
-        self.store.save(key, matrix, state, arrays, meta)
-        return matrix, False
+    def _transform_group(
+        self,
+        names: list[str],
+        battles: pd.DataFrame,
+        outputs: dict[str, FeatureMatrix],
+        seconds: dict[str, float],
+    ) -> None:
+        blocks = [self.blocks_[name] for name in names]
+        jobs = self.n_jobs if all(b.row_parallel for b in blocks) else None
+        desc = names[0] if len(names) == 1 else f"{len(names)} blocks"
+        with tqdm(
+            total=len(battles),
+            desc=f"features: {desc}",
+            unit="row",
+            disable=not self.verbose,
+        ) as bar:
+            matrices, spent = transform_blocks(
+                blocks, battles, jobs, on_chunk=bar.update
+            )
+        for name, matrix, block_seconds in zip(names, matrices, spent, strict=True):
+            outputs[name] = matrix
+            seconds[name] += block_seconds
 
     def fit_transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Fit every block on ``battles`` and return their concatenated output."""
@@ -155,10 +190,14 @@ class FeaturePipeline:
 
     @classmethod
     def load_state(
-        cls, directory: Path, blocks: Mapping[str, Mapping[str, Any]]
+        cls,
+        directory: Path,
+        blocks: Mapping[str, Mapping[str, Any]],
+        *,
+        n_jobs: int | None = None,
     ) -> FeaturePipeline:
         """Rebuild a fitted pipeline from :meth:`save_state` output."""
-        pipeline = cls(blocks)
+        pipeline = cls(blocks, n_jobs=n_jobs)
         pipeline.blocks_ = {}
         for name, params in blocks.items():
             block = make_block(name, params)

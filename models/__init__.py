@@ -2,7 +2,7 @@
 
 from models.artifact import FORMAT_VERSION, ModelIntegrityError
 from models.calibration import TemperatureScaler, multiclass_log_loss
-from models.folds import make_folds, prompt_groups
+from models.folds import make_folds, prompt_groups, subsample_groups
 from models.label_shift import adjust_to_prior, estimate_prior_em
 from models.preference import PreferenceModel
 from models.stacking import BoosterStacker
@@ -18,4 +18,5 @@ __all__ = [
     "make_folds",
     "multiclass_log_loss",
     "prompt_groups",
+    "subsample_groups",
 ]

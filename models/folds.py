@@ -9,7 +9,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.model_selection import StratifiedGroupKFold
 
-__all__ = ["make_folds", "prompt_groups"]
+__all__ = ["make_folds", "prompt_groups", "subsample_groups"]
 
 
 def prompt_groups(battles: pd.DataFrame) -> NDArray[np.int64]:
@@ -53,3 +53,31 @@ def make_folds(
     for fold, (_, valid_rows) in enumerate(splits):
         folds[valid_rows] = fold
     return folds
+
+
+def subsample_groups(
+    groups: NDArray[np.int64], max_rows: int | None, seed: int = 0
+) -> NDArray[np.int64]:
+    """Sorted row indices of whole prompt groups, about ``max_rows`` in total.
+
+    Groups are drawn in a seeded random order and taken while they fit, so a
+    prompt's battles stay together (no leak between tuning folds) and the
+    same seed picks the same rows. ``None`` or ``max_rows >= len(groups)``
+    keeps every row.
+
+    >>> import numpy as np
+    >>> rows = subsample_groups(np.repeat(np.arange(50), 2), 20, seed=0)
+    >>> len(rows), bool(np.all(np.diff(rows) > 0))
+    (20, True)
+    """
+    n_rows = len(groups)
+    if max_rows is None or max_rows >= n_rows:
+        return np.arange(n_rows)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1 or None; got {max_rows!r}.")
+    unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fits = np.cumsum(counts[order]) <= max_rows
+    chosen = np.zeros(len(unique), dtype=bool)
+    chosen[order[fits]] = True
+    return np.flatnonzero(chosen[inverse])

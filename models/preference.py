@@ -77,6 +77,10 @@ class PreferenceModel(BaseEstimator):
     degenerate_rules : bool or "auto", default=False
         Fixed answers for empty and identical responses; "auto" keeps them
         only if they lower the out-of-fold log loss.
+    n_jobs : int or None, default=None
+        Worker processes for the row-parallel feature blocks (fit and
+        predict): None or 1 serial, -1 one per core. Batches under 400 rows
+        always run serially; the numbers do not depend on it.
     verbose : bool, default=False
         Progress bars.
 
@@ -124,6 +128,7 @@ class PreferenceModel(BaseEstimator):
         swap_augment: bool = False,
         swap_average: bool = True,
         degenerate_rules: bool | str = False,
+        n_jobs: int | None = None,
         verbose: bool = False,
     ) -> None:
         self.blocks = blocks
@@ -138,6 +143,7 @@ class PreferenceModel(BaseEstimator):
         self.swap_augment = swap_augment
         self.swap_average = swap_average
         self.degenerate_rules = degenerate_rules
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     @classmethod
@@ -157,6 +163,7 @@ class PreferenceModel(BaseEstimator):
             "swap_augment": training.swap_augment,
             "swap_average": training.swap_average,
             "degenerate_rules": training.degenerate_rules,
+            "n_jobs": config.features.n_jobs,
         }
         params.update(overrides)
         return cls(**params)
@@ -227,6 +234,7 @@ class PreferenceModel(BaseEstimator):
             self.blocks if self.blocks is not None else DEFAULT_BLOCKS,
             store=store,
             verbose=self.verbose,
+            n_jobs=self.n_jobs,
         )
         features = pipeline.fit_transform(table)
         self.pipeline_ = pipeline
@@ -396,6 +404,7 @@ class PreferenceModel(BaseEstimator):
         table = self._prepare(battles)
         if table.empty:
             return np.empty((0, len(CLASSES)))
+        self.pipeline_.n_jobs = self.n_jobs  # follows set_params after fit/load
         features = self.pipeline_.transform(table)
         proba = self._head(self._booster_proba(features.values))
         prior = class_prior if class_prior is not None else self.target_prior_
@@ -554,7 +563,9 @@ class PreferenceModel(BaseEstimator):
                 for name, iterations in meta["best_iterations"].items()
             }
         with reading_file(directory, "blocks") as path:
-            model.pipeline_ = FeaturePipeline.load_state(path, blocks)
+            model.pipeline_ = FeaturePipeline.load_state(
+                path, blocks, n_jobs=model.n_jobs
+            )
         model.fold_results_ = {}
         for name, (booster_cls, iterations) in best_iterations.items():
             models = []

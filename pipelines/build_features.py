@@ -68,7 +68,9 @@ def _main(args: argparse.Namespace) -> int:
         blocks = {name: blocks[name] for name in chosen}
     store = FeatureStore(args.store or config.features.store)
     table = truncate_battles(battles, config.data.max_chars)
-    pipeline = FeaturePipeline(blocks, store=store, verbose=not args.quiet)
+    pipeline = FeaturePipeline(
+        blocks, store=store, verbose=not args.quiet, n_jobs=config.features.n_jobs
+    )
     started = time.perf_counter()
     matrix = pipeline.fit_transform(table)
     seconds = time.perf_counter() - started

@@ -46,10 +46,12 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    """Feature blocks (name -> params) and where their cache lives."""
+    """Feature blocks (name -> params), where their cache lives, and how many
+    worker processes run the row-parallel blocks (null: serial, -1: all cores)."""
 
     store: str = "artifacts/features"
     blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    n_jobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class TuningConfig:
     storage: str = "sqlite:///artifacts/optuna.db"
     study_prefix: str = "arena"
     n_folds: int | None = None
+    max_rows: int | None = None
     search_spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -159,6 +162,12 @@ def _validate(config: Config) -> None:
             make_block(name, params or {})
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{config.source}: features.blocks: {err}") from err
+    n_jobs = config.features.n_jobs
+    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
+        raise ConfigError(
+            f"{config.source}: features.n_jobs must be null or 1 (serial), -1 (one "
+            f"worker per core) or an int >= 2; got {n_jobs!r}."
+        )
     training = config.training
     if training.n_folds < 2:
         raise ConfigError(
@@ -177,6 +186,11 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"{config.source}: training.degenerate_rules must be true, false or "
             f"auto, got {training.degenerate_rules!r}."
+        )
+    if config.tuning.max_rows is not None and config.tuning.max_rows < 100:
+        raise ConfigError(
+            f"{config.source}: tuning.max_rows must be null (all rows) or >= 100, "
+            f"got {config.tuning.max_rows!r}."
         )
     if config.tuning.n_trials < 0:
         raise ConfigError(f"{config.source}: tuning.n_trials must be >= 0.")

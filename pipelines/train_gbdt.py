@@ -25,9 +25,10 @@ import pandas as pd
 from sklearn.base import clone
 
 from features.battles import battle_fingerprint, truncate_battles
+from features.blocks import FeatureMatrix
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from models import PreferenceModel, make_folds, prompt_groups
+from models import PreferenceModel, make_folds, prompt_groups, subsample_groups
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.report import build_report, write_report
 
@@ -82,38 +83,44 @@ def _main(args: argparse.Namespace) -> int:
     labels = table["label"].to_numpy(dtype=np.int64)
     store = FeatureStore(args.store or config.features.store)
     verbose = not args.quiet
-    folds = make_folds(
-        labels, prompt_groups(table), config.training.n_folds, config.seed
-    )
+    groups = prompt_groups(table)
+    folds = make_folds(labels, groups, config.training.n_folds, config.seed)
     booster_params = {k: dict(v) for k, v in config.training.booster_params.items()}
     n_trials = config.tuning.n_trials if args.trials is None else args.trials
     tuning_summary = None
     if n_trials > 0:
         from models.tuning import tune_boosters
 
-        features = FeaturePipeline(config.features.blocks, store=store, verbose=verbose)
+        features = FeaturePipeline(
+            config.features.blocks,
+            store=store,
+            verbose=verbose,
+            n_jobs=config.features.n_jobs,
+        )
         matrix = features.fit_transform(table)
-        tuning_folds = folds
-        if (
-            config.tuning.n_folds is not None
-            and config.tuning.n_folds != config.training.n_folds
-        ):
-            tuning_folds = make_folds(
-                labels, prompt_groups(table), config.tuning.n_folds, config.seed
-            )
+        # Trials run on whole prompt groups of at most tuning.max_rows rows,
+        # with their own folds; the final fit below uses every row.
+        rows = subsample_groups(groups, config.tuning.max_rows, config.seed)
+        tuning_folds = make_folds(
+            labels[rows],
+            groups[rows],
+            config.tuning.n_folds or config.training.n_folds,
+            config.seed,
+        )
         tuning_summary = tune_boosters(
-            matrix,
-            labels,
+            FeatureMatrix(matrix.values[rows], matrix.columns),
+            labels[rows],
             tuning_folds,
             boosters=config.training.boosters,
             base_params=booster_params,
             tuning=config.tuning,
             n_trials=n_trials,
             timeout=args.timeout if args.timeout is not None else config.tuning.timeout,
-            study_key=_study_fingerprint(config, battle_fingerprint(table)),
+            study_key=_study_fingerprint(config, battle_fingerprint(table.iloc[rows])),
             seed=config.seed,
             verbose=verbose,
         )
+        tuning_summary["rows"] = len(rows)
         for name, best in tuning_summary["best_params"].items():
             booster_params[name] = {**booster_params.get(name, {}), **best}
     model = PreferenceModel.from_config(

@@ -142,6 +142,9 @@ class FeatureBlock(BaseEstimator):
     """Columns :meth:`_check_battles` requires in the battle table."""
     _param_rules: ClassVar[dict[str, tuple[str, Callable[[Any], bool]]]] = {}
     """Param -> (allowed values in words, validity test), for :meth:`_check_params`."""
+    row_parallel: ClassVar[bool] = True
+    """``transform`` treats rows independently and is cheap to fork for, so
+    batches may be split over worker processes (:mod:`features.parallel`)."""
     progress: bool = False
     """Show progress bars inside the block (set by a verbose pipeline). A runtime
     switch, not a param: it is not part of the cache key."""

@@ -140,6 +140,7 @@ default="sentence-transformers"
     name: ClassVar[str] = "embeddings"
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
+    row_parallel: ClassVar[bool] = False  # torch already uses every core; no fork
 
     def __init__(
         self,
