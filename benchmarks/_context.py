@@ -95,6 +95,7 @@ class BenchOptions:
     scale_rows: tuple[int, ...] = (8_000, 32_000, 57_477, 229_908)
     scale_profile: str = "lite"
     scale_trials: int = 0
+    scale_train: bool = True
     target_trials: int = 200
     gbdt_trials: int = 200
     embed_rows: int = 1_000

@@ -389,11 +389,12 @@ def run(ctx: BenchContext) -> Section:
     extra_tables: list[Table] = []
     work = options.work_dir / "stores"
     work.mkdir(parents=True, exist_ok=True)
-    skip_train: str | None = None
+    skip_train: str | None = None  # set when a train hit the child time limit
+    not_asked = None if options.scale_train else "not run (--no-scale-train)"
     for n_rows, data in sorted(paths.items()):
         store = Path(tempfile.mkdtemp(prefix=f"scale-{n_rows}-", dir=work))
         try:
-            row = _point(ctx, n_rows, data, store, skip_train)
+            row = _point(ctx, n_rows, data, store, skip_train or not_asked)
             rows.append(row)
             logger.info("scale %s: %s", n_rows, row)
             if skip_train is None and "(stopped)" in str(row.get("train wall (s)")):

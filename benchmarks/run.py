@@ -116,6 +116,11 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     )
     add("--no-variants", action="store_true", help="skip the embedding-choice fits")
     add("--no-loso", action="store_true", help="skip leave-one-source-out")
+    add(
+        "--no-scale-train",
+        action="store_true",
+        help="scale points build only (the 57k target run still trains)",
+    )
     add("--no-profile", action="store_true", help="do not run py-spy on missed targets")
     add(
         "--child-timeout-min",
@@ -182,6 +187,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["embedding_variants"] = False
     if getattr(args, "no_loso", False):
         changes["loso"] = False
+    if getattr(args, "no_scale_train", False):
+        changes["scale_train"] = False
     if getattr(args, "no_profile", False):
         changes["profile_misses"] = False
     if getattr(args, "child_timeout_min", None) is not None:

@@ -121,3 +121,12 @@ def test_rerunning_one_section_keeps_the_others(tmp_path):
     # The targets table at the top lists every section's targets.
     for key in SECTIONS:
         assert f"| {key} | {key} target |" in second
+
+
+def test_no_scale_train_builds_only_but_keeps_the_target_run():
+    from benchmarks.run import options_from_args, section_parser
+
+    parser = section_parser("test")
+    options = options_from_args(parser.parse_args(["--no-scale-train"]))
+    assert options.scale_train is False and options.target_trials == 200
+    assert options_from_args(parser.parse_args([])).scale_train is True
