@@ -60,7 +60,7 @@ def subsample_groups(
 ) -> NDArray[np.int64]:
     """Sorted row indices of whole prompt groups, about ``max_rows`` in total.
 
-    Groups are drawn in a seeded random order and taken while they fit, so a
+    Groups are drawn in a seeded random order and each is taken if it fits, so a
     prompt's battles stay together (no leak between tuning folds) and the
     same seed picks the same rows. ``None`` or ``max_rows >= len(groups)``
     keeps every row.
@@ -76,8 +76,12 @@ def subsample_groups(
     if max_rows < 1:
         raise ValueError(f"max_rows must be >= 1 or None; got {max_rows!r}.")
     unique, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(unique))
-    fits = np.cumsum(counts[order]) <= max_rows
     chosen = np.zeros(len(unique), dtype=bool)
-    chosen[order[fits]] = True
+    taken = 0
+    for group in np.random.default_rng(seed).permutation(len(unique)):
+        if taken + counts[group] <= max_rows:  # a group too big is skipped
+            chosen[group] = True
+            taken += counts[group]
+            if taken == max_rows:
+                break
     return np.flatnonzero(chosen[inverse])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,30 @@ def test_unknown_block_in_blocks_option_is_a_clear_error(workspace, capsys):
     )
     assert code == 2
     assert "--blocks ['tfidf'] are not in" in capsys.readouterr().err
+
+
+def test_tuning_runs_on_the_row_subsample_and_the_final_fit_on_every_row(
+    workspace, tmp_path
+):
+    model_dir = tmp_path / "model"
+    argv = [
+        "--config",
+        str(workspace["config"]),
+        "--data",
+        str(workspace["data"]),
+        "--quiet",
+        "--trials",
+        "2",
+        "--set",
+        "tuning.max_rows=150",
+        "--set",
+        f"tuning.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        "--out",
+        str(model_dir),
+    ]
+    assert train_gbdt.main(argv) == 0
+    report = json.loads((model_dir / "report" / "report.json").read_text())
+    assert 100 <= report["tuning"]["rows"] <= 150
+    assert report["n_rows"] == 400
+    folds = pd.read_csv(model_dir / "report" / "folds.csv")
+    assert len(folds) == 400
