@@ -57,6 +57,7 @@ def profile_child(
         "--output",
         str(raw_path),
         "--nonblocking",
+        "--subprocesses",  # the forked feature workers too
         "--",
         *argv,
     ]

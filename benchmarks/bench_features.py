@@ -391,9 +391,9 @@ def run(ctx: BenchContext) -> Section:
                     table = summarise_profile(
                         raw,
                         title=f"Profile: build_features ({profile}) on the corpus",
-                        command="py-spy record --format raw -- python -m "
-                        f"pipelines.build_features --config configs/{profile}.yaml "
-                        f"--data {relative(ctx.corpus_csv)}",
+                        command="py-spy record --format raw --subprocesses -- "
+                        "python -m pipelines.build_features --config "
+                        f"configs/{profile}.yaml --data {relative(ctx.corpus_csv)}",
                     )
                     section.tables.append(table)
                     target.cause = f"see '{table.title}' and the per-block table"

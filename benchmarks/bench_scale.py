@@ -23,6 +23,7 @@ Run alone::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import sys
@@ -273,9 +274,18 @@ def _target_run(
     trials_text, all_trials = trials_summary(
         optuna_trial_counts(database), options.target_trials, minutes, budget
     )
-    if ok:
-        result = (child.stdout.strip().splitlines() or ["-"])[-1]
-        result = result.split("; model:")[0]
+    report_path = store / "model-tuned" / "report" / "report.json"
+    if ok and report_path.exists():
+        # The model's own report, not the last stdout line (py-spy adds its own).
+        report = json.loads(report_path.read_text())
+        tuning = report.get("tuning") or {}
+        result = (
+            f"OOF log loss {report['log_loss']:.4f} (class prior "
+            f"{report['class_prior']:.4f}, length-only {report['length_logreg']:.4f}); "
+            f"trials on {tuning.get('rows', n_rows):,} rows"
+        )
+    elif ok:
+        result = "finished, but wrote no report"
     elif child.timed_out:
         result = f"stopped after {minutes:.0f} min (--child-timeout-min)"
     else:

@@ -456,7 +456,8 @@ def _profile_miss(
     return summarise_profile(
         raw,
         title=f"Profile: {profile} predict_proba at batch {size}",
-        command=f"py-spy record --format raw -- python -m benchmarks.bench_speed "
+        command="py-spy record --format raw --subprocesses -- python -m "
+        "benchmarks.bench_speed "
         f"--worker --model MODEL_DIR --data {relative(ctx.corpus_csv)} --batch {size} "
         f"--calls {calls}",
     )
