@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -289,6 +289,9 @@ class TfidfBlock(FeatureBlock):
                 terms[index] = term
             self.terms_[tag] = terms
         self.svd_components_ = svd_components
+        # Per-word char n-gram ids of this vocabulary, kept across transform
+        # calls (a cache, not state: never saved, rebuilt on demand).
+        self._word_ngram_ids: dict[str, list[int]] = {}
         self.is_fitted_ = True
 
     # --------------------------------------------------------------- transform
@@ -297,7 +300,7 @@ class TfidfBlock(FeatureBlock):
             n_terms = sum(len(terms) for terms in self.terms_.values())
             return sp.csr_matrix((0, n_terms), dtype=np.float32)
         parts = [
-            _char_wb_tfidf(vectorizer, texts)
+            _char_wb_tfidf(vectorizer, texts, self._word_ngram_ids)
             if tag == "c"
             else sp.csr_matrix(vectorizer.transform(texts))
             for tag, vectorizer in self.vectorizers_.items()
@@ -461,18 +464,48 @@ def _ngram_range(name: str, value: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-def _char_wb_tfidf(vectorizer: TfidfVectorizer, texts: list[str]) -> sp.csr_matrix:
+def _char_wb_ids(
+    word: str, ngram_range: tuple[int, int], lookup: Callable[[str], int | None]
+) -> list[int]:
+    """Vocabulary ids of one word's ``char_wb`` n-grams, as scikit-learn makes them.
+
+    The word is padded with one space each side; for each n every substring of
+    length n counts, except that a padded word no longer than n counts once
+    and ends the n-gram loop (scikit-learn's ``_char_wb_ngrams``).
+    """
+    padded = f" {word} "
+    size = len(padded)
+    ids = []
+    for n in range(ngram_range[0], ngram_range[1] + 1):
+        if size <= n:
+            index = lookup(padded)
+            if index is not None:
+                ids.append(index)
+            break
+        for start in range(size - n + 1):
+            index = lookup(padded[start : start + n])
+            if index is not None:
+                ids.append(index)
+    return ids
+
+
+def _char_wb_tfidf(
+    vectorizer: TfidfVectorizer,
+    texts: list[str],
+    cache: dict[str, list[int]] | None = None,
+) -> sp.csr_matrix:
     """``vectorizer.transform(texts)`` for a fitted ``char_wb`` vectoriser, faster.
 
     ``char_wb`` n-grams never cross whitespace, so a text's counts are the sum
     of its words' counts; each distinct word is analysed once and its n-gram
-    ids cached (words repeat heavily across answers). Then the same tf-idf
+    ids cached in ``cache`` (words repeat heavily across answers and batches;
+    pass the same dict for the same vectoriser only). Then the same tf-idf
     weighting as scikit-learn: ``1 + log(tf)`` when sublinear, times idf, l2
     rows. The result equals ``vectorizer.transform`` exactly (tested).
     """
-    analyzer = vectorizer.build_analyzer()
     lookup = vectorizer.vocabulary_.get
-    cache: dict[str, list[int]] = {}
+    ngram_range = vectorizer.ngram_range
+    cache = {} if cache is None else cache
     indices: list[int] = []
     counts: list[int] = []
     indptr = [0]
@@ -483,7 +516,7 @@ def _char_wb_tfidf(vectorizer: TfidfVectorizer, texts: list[str]) -> sp.csr_matr
             if ids is None:
                 if len(cache) >= _MAX_CACHED_WORDS:
                     cache.clear()
-                ids = [i for i in map(lookup, analyzer(word)) if i is not None]
+                ids = _char_wb_ids(word, ngram_range, lookup)
                 cache[word] = ids
             indices += ids
             counts += [repeats] * len(ids)
