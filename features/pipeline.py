@@ -149,7 +149,7 @@ class FeaturePipeline:
         seconds: dict[str, float],
     ) -> None:
         blocks = [self.blocks_[name] for name in names]
-        jobs = self.n_jobs if all(b.row_parallel for b in blocks) else None
+        jobs = self.n_jobs if blocks[0].row_parallel else None  # groups are uniform
         desc = names[0] if len(names) == 1 else f"{len(names)} blocks"
         with tqdm(
             total=len(battles),
@@ -190,14 +190,10 @@ class FeaturePipeline:
 
     @classmethod
     def load_state(
-        cls,
-        directory: Path,
-        blocks: Mapping[str, Mapping[str, Any]],
-        *,
-        n_jobs: int | None = None,
+        cls, directory: Path, blocks: Mapping[str, Mapping[str, Any]]
     ) -> FeaturePipeline:
         """Rebuild a fitted pipeline from :meth:`save_state` output."""
-        pipeline = cls(blocks, n_jobs=n_jobs)
+        pipeline = cls(blocks)
         pipeline.blocks_ = {}
         for name, params in blocks.items():
             block = make_block(name, params)

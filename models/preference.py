@@ -404,7 +404,7 @@ class PreferenceModel(BaseEstimator):
         table = self._prepare(battles)
         if table.empty:
             return np.empty((0, len(CLASSES)))
-        self.pipeline_.n_jobs = self.n_jobs  # follows set_params after fit/load
+        self.pipeline_.n_jobs = self.n_jobs  # the model's setting, after fit or load
         features = self.pipeline_.transform(table)
         proba = self._head(self._booster_proba(features.values))
         prior = class_prior if class_prior is not None else self.target_prior_
@@ -563,9 +563,7 @@ class PreferenceModel(BaseEstimator):
                 for name, iterations in meta["best_iterations"].items()
             }
         with reading_file(directory, "blocks") as path:
-            model.pipeline_ = FeaturePipeline.load_state(
-                path, blocks, n_jobs=model.n_jobs
-            )
+            model.pipeline_ = FeaturePipeline.load_state(path, blocks)
         model.fold_results_ = {}
         for name, (booster_cls, iterations) in best_iterations.items():
             models = []

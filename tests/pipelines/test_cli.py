@@ -87,14 +87,19 @@ def test_help_documents_every_option(module, options):
         assert option in result.stdout
 
 
-def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
-    common = [
+def _common(workspace) -> list[str]:
+    """The options every pipeline takes, on the workspace's profile and data."""
+    return [
         "--config",
         str(workspace["config"]),
         "--data",
         str(workspace["data"]),
         "--quiet",
     ]
+
+
+def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
+    common = _common(workspace)
     assert build_features.main(common) == 0
     out = capsys.readouterr()
     assert "built" in out.out and "miss" in out.err
@@ -214,11 +219,7 @@ def test_tuning_runs_on_the_row_subsample_and_the_final_fit_on_every_row(
 ):
     model_dir = tmp_path / "model"
     argv = [
-        "--config",
-        str(workspace["config"]),
-        "--data",
-        str(workspace["data"]),
-        "--quiet",
+        *_common(workspace),
         "--trials",
         "2",
         "--set",
