@@ -35,6 +35,7 @@ __all__ = [
     "FittedModel",
     "QUICK_OVERRIDES",
     "fast_booster_params",
+    "fast_training_overrides",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,26 @@ def fast_booster_params(params: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def fast_training_overrides(
+    config: Config, boosters: Sequence[str], n_folds: int
+) -> tuple[str, ...]:
+    """``--set`` overrides that make a ``train_gbdt`` child a fast fit.
+
+    ``boosters`` on ``n_folds`` folds, each with :func:`fast_booster_params`
+    of the config's own params: what the scale points train with, so that the
+    229,908-row point stays affordable on 2 cores.
+    """
+    overrides = [
+        f"training.boosters=[{','.join(boosters)}]",
+        f"training.n_folds={n_folds}",
+    ]
+    for name in boosters:
+        params = fast_booster_params(dict(config.training.booster_params.get(name, {})))
+        for key in FAST_BOOSTER_LIMITS:
+            overrides.append(f"training.booster_params.{name}.{key}={params[key]}")
+    return tuple(overrides)
+
+
 @dataclass
 class BenchOptions:
     """Everything a benchmark run is parameterised by (see ``benchmarks.run``)."""
@@ -96,6 +117,9 @@ class BenchOptions:
     scale_profile: str = "lite"
     scale_trials: int = 0
     scale_train: bool = True
+    scale_fast_train: bool = True
+    scale_boosters: tuple[str, ...] = ("lightgbm",)
+    scale_folds: int = 3
     target_trials: int = 200
     gbdt_trials: int = 200
     embed_rows: int = 1_000
@@ -107,6 +131,7 @@ class BenchOptions:
     loso_folds: int = 3
     loso_profiles: tuple[str, ...] | None = ("lite",)
     tuning_budget: float | None = 60 * 60.0
+    gbdt_tuning_budget: float | None = 5 * 60.0
     profile_misses: bool = True
     timeout: float | None = 120 * 60.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -132,6 +157,7 @@ class BenchOptions:
             "profile_misses": False,
             "timeout": None,
             "tuning_budget": None,
+            "gbdt_tuning_budget": None,
         }
         settings.update(changes)
         return cls(**settings)

@@ -329,7 +329,7 @@ def _loso_table(
 def _train_gbdt_tables(ctx: BenchContext) -> tuple[list[Table], Target | None]:
     options = ctx.options
     profile = "default" if "default" in options.profiles else options.profiles[-1]
-    budget = options.tuning_budget
+    budget = options.gbdt_tuning_budget
     shown = (
         f"python -m pipelines.train_gbdt --config configs/{profile}.yaml --data "
         f"{relative(ctx.corpus_csv)} --trials {options.gbdt_trials}"

@@ -7,8 +7,11 @@ command-line entry points run as child processes, each measured for wall time,
 CPU time (``os.wait4``) and peak RSS (its VmHWM, polled in ``/proc``):
 
 - ``python -m pipelines.build_features`` into a fresh feature store;
-- ``python -m pipelines.train_gbdt --trials 0`` (the config's params: folds,
-  both boosters, stacking, calibration, report) on that store.
+- ``python -m pipelines.train_gbdt --trials 0`` on that store: by default a
+  fast fit (LightGBM alone on 3 folds, learning rate >= 0.1, at most 400
+  rounds; then calibration and the report), because the config's 5-fold
+  two-booster fit at learning rate 0.03 would take hours at 229,908 rows on 2
+  cores; ``--scale-config-train`` trains with the config's params instead.
 
 A fitted growth exponent ``b`` of ``time ~ rows^b`` summarises each curve, and
 a PNG plots them. Then the target run: ``train_gbdt --trials 200`` on the 57k
@@ -35,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._context import BenchContext, BenchOptions, fast_training_overrides
 from benchmarks._profile import profile_child, summarise_profile
 from benchmarks._report import (
     ChildRun,
@@ -186,6 +189,16 @@ def _train_argv(
     )
 
 
+def _scale_train_overrides(ctx: BenchContext) -> tuple[str, ...]:
+    """The ``--set`` overrides of the scale points' train (none: config params)."""
+    options = ctx.options
+    if not options.scale_fast_train:
+        return ()
+    return fast_training_overrides(
+        ctx.config(options.scale_profile), options.scale_boosters, options.scale_folds
+    )
+
+
 def _point(
     ctx: BenchContext, n_rows: int, data: Path, store: Path, skip_train: str | None
 ) -> dict[str, Any]:
@@ -213,12 +226,12 @@ def _point(
     if build.returncode != 0 or skip_train:
         row["train wall (s)"] = skip_train or "not run: the build failed"
         return row
-    train = run_child(
-        _train_argv(
-            ctx, data, store, options.scale_trials, "model", store / "optuna.db"
-        ),
-        timeout=options.timeout,
+    argv = _train_argv(
+        ctx, data, store, options.scale_trials, "model", store / "optuna.db"
     )
+    for override in _scale_train_overrides(ctx):
+        argv += ["--set", override]
+    train = run_child(argv, timeout=options.timeout)
     row.update(_child_cells("train", train))
     return row
 
@@ -470,6 +483,7 @@ def run(ctx: BenchContext) -> Section:
             "--data SET --store FRESH; python -m pipelines.train_gbdt --config "
             f"configs/{profile}.yaml "
             f"--data SET --store FRESH --trials {options.scale_trials}"
+            + "".join(f" --set {o}" for o in _scale_train_overrides(ctx))
         ),
     )
     growth = Table(
@@ -495,16 +509,28 @@ def run(ctx: BenchContext) -> Section:
     )
     section.tables += [made, table, growth, *extra_tables]
     section.figures.append(_plot(rows, options.results_dir / "scale.png"))
+    training = ctx.config(profile).training
+    if options.scale_fast_train:
+        how = (
+            f"a fast fit ({'+'.join(options.scale_boosters)} on "
+            f"{options.scale_folds} folds, learning rate >= 0.1, at most 400 rounds, "
+            "early stopping 30; then calibration and the report): the config's "
+            f"{training.n_folds}-fold {'+'.join(training.boosters)} fit at its own "
+            "learning rates would take hours at the largest size on 2 cores; the "
+            "200-trial run below uses the config's folds and boosters"
+        )
+    else:
+        how = (
+            f"the config's params ({training.n_folds} folds x "
+            f"{'+'.join(training.boosters)}, stacking, calibration, report)"
+        )
     section.notes.append(
         f"The {profile} profile (the default profile's MiniLM step alone would take "
         "hours "
         "at these sizes on 2 CPU cores; its speed is in the speed section). train_gbdt "
-        f"at every size uses --trials {options.scale_trials} (config params: "
-        f"{ctx.config(profile).training.n_folds} folds x "
-        f"{len(ctx.config(profile).training.boosters)} booster kind(s), stacking, "
-        "calibration, "
-        "report); each child runs alone; wall and CPU time from os.wait4, peak RSS "
-        "from the child's VmHWM (polled in /proc)."
+        f"at every size uses --trials {options.scale_trials} with {how}; each child "
+        "runs alone; wall and CPU time from os.wait4, peak RSS from the child's VmHWM "
+        "(polled in /proc)."
     )
     section.seconds = time.perf_counter() - started
     return section

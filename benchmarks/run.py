@@ -121,6 +121,12 @@ def section_parser(description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="scale points build only (the 57k target run still trains)",
     )
+    add(
+        "--scale-config-train",
+        action="store_true",
+        help="train every scale point with the profile's own booster params "
+        "(default: LightGBM alone, 3 folds, fast boosters)",
+    )
     add("--no-profile", action="store_true", help="do not run py-spy on missed targets")
     add(
         "--child-timeout-min",
@@ -130,8 +136,14 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     add(
         "--tuning-budget-min",
         type=float,
-        help="--timeout of the 200-trial train_gbdt runs in minutes: tuning stops "
+        help="--timeout of the 57k target train_gbdt run in minutes: tuning stops "
         "there and the trials done are reported (default 60; 0: no budget)",
+    )
+    add(
+        "--gbdt-budget-min",
+        type=float,
+        help="--timeout of the corpus train_gbdt run in minutes (default 5; 0: no "
+        "budget)",
     )
     add(
         "--loso-profiles",
@@ -189,6 +201,10 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["loso"] = False
     if getattr(args, "no_scale_train", False):
         changes["scale_train"] = False
+    if getattr(args, "scale_config_train", False):
+        changes["scale_fast_train"] = False
+    if getattr(args, "gbdt_budget_min", None) is not None:
+        changes["gbdt_tuning_budget"] = args.gbdt_budget_min * 60 or None
     if getattr(args, "no_profile", False):
         changes["profile_misses"] = False
     if getattr(args, "child_timeout_min", None) is not None:

@@ -130,3 +130,45 @@ def test_no_scale_train_builds_only_but_keeps_the_target_run():
     options = options_from_args(parser.parse_args(["--no-scale-train"]))
     assert options.scale_train is False and options.target_trials == 200
     assert options_from_args(parser.parse_args([])).scale_train is True
+
+
+def test_scale_points_train_fast_unless_asked_for_the_config_params():
+    from benchmarks.run import options_from_args, section_parser
+
+    parser = section_parser("test")
+    default = options_from_args(parser.parse_args([]))
+    assert default.scale_fast_train is True
+    assert (
+        options_from_args(parser.parse_args(["--scale-config-train"])).scale_fast_train
+        is False
+    )
+    # The corpus run has its own tuning budget, apart from the 57k target run's.
+    budgets = options_from_args(
+        parser.parse_args(["--gbdt-budget-min", "2", "--tuning-budget-min", "50"])
+    )
+    assert (budgets.gbdt_tuning_budget, budgets.tuning_budget) == (120.0, 3000.0)
+    assert (
+        options_from_args(
+            parser.parse_args(["--gbdt-budget-min", "0"])
+        ).gbdt_tuning_budget
+        is None
+    )
+
+
+def test_fast_training_overrides_load_into_a_fast_config():
+    from benchmarks._context import fast_training_overrides
+    from pipelines.config import load_config
+
+    config_path = Path(__file__).resolve().parents[2] / "configs" / "lite.yaml"
+    config = load_config(config_path)
+    fast = load_config(
+        config_path, fast_training_overrides(config, ("lightgbm",), 3)
+    ).training
+    assert fast.boosters == ["lightgbm"] and fast.n_folds == 3
+    params = fast.booster_params["lightgbm"]
+    assert params["learning_rate"] >= 0.1 and params["num_boost_round"] <= 400
+    assert params["early_stopping_rounds"] <= 30
+    # Everything else is the profile's own.
+    assert (
+        params["num_leaves"] == config.training.booster_params["lightgbm"]["num_leaves"]
+    )
