@@ -1,10 +1,15 @@
-"""Row-parallel transform of fitted feature blocks in forked worker processes.
+"""Row-parallel transform, and side-by-side fits, of feature blocks in forked workers.
 
 Most blocks are single-threaded Python that computes each battle's features
 from that battle alone, so a batch split into row chunks can run on every core
 and be stacked back in order. The workers are forked once per call and inherit
 the fitted blocks and the battle table (nothing is pickled on the way in);
 each returns its chunk's matrices and the seconds each block took.
+
+The stateful blocks' fits (TF-IDF vocabularies, Word2Vec training) are
+single-threaded too, and independent of each other: :func:`fit_blocks` runs
+them side by side, one worker each, and hands every fitted state back through
+the block's own ``get_state``/``set_state`` (JSON values and numpy arrays).
 
 Forking needs the ``fork`` start method (Linux; not Windows, and not the
 default on macOS). Where it is missing, inside a daemonic process, or for
@@ -25,7 +30,7 @@ import scipy.sparse as sp
 
 from features.blocks import FeatureBlock, FeatureMatrix
 
-__all__ = ["MIN_ROWS_PER_JOB", "effective_jobs", "transform_blocks"]
+__all__ = ["MIN_ROWS_PER_JOB", "effective_jobs", "fit_blocks", "transform_blocks"]
 
 MIN_ROWS_PER_JOB = 200
 """Fewer rows per worker than this run serially: a fork round costs ~50 ms."""
@@ -163,3 +168,56 @@ def transform_blocks(
     wall = time.perf_counter() - started
     shares = worker_seconds / max(worker_seconds.sum(), 1e-12)
     return [_stack(p) for p in parts], (shares * wall).tolist()
+
+
+def _fit_one(index: int) -> tuple[tuple[dict, dict[str, np.ndarray]], float]:
+    blocks, battles = _work
+    started = time.perf_counter()
+    blocks[index].fit(battles)
+    return blocks[index].get_state(), time.perf_counter() - started
+
+
+def fit_blocks(
+    blocks: Sequence[FeatureBlock], battles: pd.DataFrame, n_jobs: int | None
+) -> list[float]:
+    """Fit every block on ``battles``, several at once where that pays.
+
+    Stateful row-parallel blocks (two or more, and a batch big enough for
+    :func:`effective_jobs`) are fitted in forked workers, one block each, and
+    their states set back here; the others are fitted in this process. The
+    fitted blocks equal serially fitted ones (their states round-trip exactly).
+
+    Returns
+    -------
+    list of float
+        Per block: its share of the wall time, by the worker time it took.
+    """
+    global _work
+    side_by_side = [
+        i for i, block in enumerate(blocks) if block.stateful and block.row_parallel
+    ]
+    jobs = min(effective_jobs(n_jobs, len(battles)), len(side_by_side))
+    if jobs < 2:
+        side_by_side = []
+    seconds = [0.0] * len(blocks)
+    for i, block in enumerate(blocks):
+        if i not in side_by_side:
+            started = time.perf_counter()
+            block.fit(battles)
+            seconds[i] = time.perf_counter() - started
+    if not side_by_side:
+        return seconds
+    started = time.perf_counter()
+    _work = (blocks, battles)
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(jobs) as pool:
+            results = pool.map(_fit_one, side_by_side, chunksize=1)
+    finally:
+        _work = None
+    wall = time.perf_counter() - started
+    worker = sum(took for _, took in results)
+    for i, ((state, arrays), took) in zip(side_by_side, results, strict=True):
+        blocks[i].set_state(state, arrays)
+        seconds[i] = wall * took / max(worker, 1e-12)
+    return seconds

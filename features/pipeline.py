@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from features.battles import battle_fingerprint
 from features.blocks import FeatureBlock, FeatureMatrix, make_block
-from features.parallel import transform_blocks
+from features.parallel import fit_blocks, transform_blocks
 from features.store import FeatureStore, block_key, read_state, write_state
 
 __all__ = ["FeaturePipeline", "state_fingerprint"]
@@ -88,7 +88,8 @@ class FeaturePipeline:
         outputs: dict[str, FeatureMatrix] = {}
         seconds: dict[str, float] = {}
         keys: dict[str, str] = {}
-        # 1. Cache hits (fit restores the block's state); fit the misses.
+        # 1. Cache hits (fit restores the block's state); fit the misses, the
+        # stateful row-parallel ones side by side.
         for name, block in self.blocks_.items():
             started = time.perf_counter()
             block.progress = self.verbose
@@ -100,10 +101,15 @@ class FeaturePipeline:
                     if fit:
                         block.set_state(entry.state, entry.arrays)
                     outputs[name] = entry.matrix
-            if name not in outputs and fit:
-                logger.info("%s: fitting on %d rows", name, len(battles))
-                block.fit(battles)
             seconds[name] = time.perf_counter() - started
+        to_fit = [name for name in self.blocks_ if name not in outputs] if fit else []
+        if to_fit:
+            logger.info("fitting %s on %d rows", ", ".join(to_fit), len(battles))
+            fit_seconds = fit_blocks(
+                [self.blocks_[name] for name in to_fit], battles, self.n_jobs
+            )
+            for name, took in zip(to_fit, fit_seconds, strict=True):
+                seconds[name] += took
         # 2. Transform the misses, row-parallel blocks together and the rest
         # (the transformer) alone; each group is stored as soon as it is done.
         missing = [name for name in self.blocks_ if name not in outputs]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,46 @@ def test_a_worker_error_reaches_the_caller(battles, small_chunks):
 def test_the_transformer_block_is_never_forked():
     assert not make_block("embeddings", {}).row_parallel
     assert all(make_block(name, p).row_parallel for name, p in LITE_BLOCKS.items())
+
+
+def test_stateful_blocks_fit_side_by_side_in_workers(
+    battles, small_chunks, tmp_path, monkeypatch
+):
+    from features.blocks.tfidf import TfidfBlock
+    from features.blocks.word2vec import Word2VecBlock
+
+    for cls in (TfidfBlock, Word2VecBlock):
+        original = cls.fit
+
+        def recording_fit(self, data, _original=original):
+            (tmp_path / f"{self.name}-{os.getpid()}").touch()
+            return _original(self, data)
+
+        monkeypatch.setattr(cls, "fit", recording_fit)
+    blocks = [make_block(name, LITE_BLOCKS[name]) for name in ("tfidf", "word2vec")]
+    seconds = parallel.fit_blocks([make_block("lengths", {}), *blocks], battles, 2)
+    pids = {
+        path.name.split("-")[0]: int(path.name.split("-")[1])
+        for path in tmp_path.iterdir()
+    }
+    assert set(pids) == {"tfidf", "word2vec"}
+    assert os.getpid() not in pids.values() and pids["tfidf"] != pids["word2vec"]
+    assert len(seconds) == 3 and all(s >= 0 for s in seconds)
+    # The states set back here equal serial fits.
+    monkeypatch.undo()
+    for block in blocks:
+        serial = make_block(block.name, LITE_BLOCKS[block.name]).fit(battles)
+        state, arrays = block.get_state()
+        state_serial, arrays_serial = serial.get_state()
+        assert state == state_serial and arrays.keys() == arrays_serial.keys()
+        for key in arrays:
+            np.testing.assert_array_equal(arrays[key], arrays_serial[key])
+
+
+def test_a_worker_fit_error_reaches_the_caller(battles, small_chunks):
+    blocks = [
+        make_block("tfidf", {"min_df": 10**6}),
+        make_block("word2vec", LITE_BLOCKS["word2vec"]),
+    ]
+    with pytest.raises(ValueError, match="TfidfBlock found no word n-grams"):
+        parallel.fit_blocks(blocks, battles, 2)

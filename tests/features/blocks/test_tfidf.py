@@ -11,7 +11,15 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from features.battles import as_battles, read_battles, swap
-from features.blocks.tfidf import TfidfBlock, _char_wb_tfidf
+from features.blocks.tfidf import TfidfBlock, _char_wb_tfidf, _fit_char_wb
+
+_ODD_TEXTS = [  # whitespace, case and script corner cases of char_wb
+    "ΟΔΟΣ Σίσυφος\tTAB\xa0nbsp\u3000ideo  double  space\n\nEND",
+    "x",
+    "",
+    " \t ",
+    "Straße İstanbul ǅ 🌊🌊 a-b_c",
+]
 
 
 def _dense(matrix) -> np.ndarray:
@@ -145,20 +153,67 @@ def test_tfidf_fit_is_identical_on_swapped_battles(hand_battles, params):
 
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_tfidf_fast_char_path_equals_sklearn_transform(hand_battles, lowercase):
-    odd = [
-        "ΟΔΟΣ Σίσυφος\tTAB\xa0nbsp\u3000ideo  double  space\n\nEND",
-        "x",
-        "",
-        " \t ",
-        "Straße İstanbul ǅ 🌊🌊 a-b_c",
-    ]
     block = _small(word_max_features=0, lowercase=lowercase).fit(hand_battles)
     vectorizer = block.vectorizers_["c"]
-    texts = odd + [" ".join(t) for t in hand_battles["response_a"]]
+    texts = _ODD_TEXTS + [" ".join(t) for t in hand_battles["response_a"]]
     fast = _char_wb_tfidf(vectorizer, texts)
     reference = sp.csr_matrix(vectorizer.transform(texts))
     assert fast.dtype == reference.dtype == np.float32
     np.testing.assert_array_equal(fast.toarray(), reference.toarray())
+
+
+def _assert_fit_equals_sklearn(vectorizer, texts):
+    vocabulary, idf = _fit_char_wb(vectorizer, texts)
+    reference = clone(vectorizer).fit(texts)
+    assert vocabulary == {k: int(v) for k, v in reference.vocabulary_.items()}
+    assert idf.dtype == reference.idf_.dtype
+    np.testing.assert_array_equal(idf, reference.idf_)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lowercase": True},
+        {"lowercase": False},
+        {"char_max_features": 40},  # ties at the cut: sklearn's argsort order
+        {"char_ngram_range": (1, 3), "min_df": 0.2},
+        {"char_ngram_range": (2, 2), "char_max_features": 5},
+    ],
+)
+def test_tfidf_fast_char_fit_equals_sklearn_fit(hand_battles, params):
+    block = TfidfBlock(**{"min_df": 1, "word_max_features": 0, **params})
+    texts = _ODD_TEXTS + [
+        " ".join(t)
+        for column in ("prompt", "response_a", "response_b")
+        for t in hand_battles[column]
+    ]
+    _assert_fit_equals_sklearn(block._vectorizer("c"), texts)
+
+
+def test_tfidf_fast_char_fit_raises_like_sklearn_when_nothing_is_left():
+    vectorizer = TfidfBlock(min_df=2, word_max_features=0)._vectorizer("c")
+    cases = [
+        (["ab", "cd", "ef"], "no terms remain"),  # no n-gram in two texts
+        (["ab"], "max_df corresponds to < documents than min_df"),
+        (["", " \n ", ""], "empty vocabulary"),
+    ]
+    for texts, message in cases:
+        for fit in (lambda t: _fit_char_wb(vectorizer, t), clone(vectorizer).fit):
+            with pytest.raises(ValueError, match=message):
+                fit(texts)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_tfidf_fast_char_fit_equals_sklearn_on_the_corpus(corpus_path):
+    battles = read_battles(corpus_path).iloc[:1500]
+    texts = [
+        " ".join(t)
+        for column in ("prompt", "response_a", "response_b")
+        for t in battles[column]
+    ]
+    vectorizer = TfidfBlock(char_max_features=3000)._vectorizer("c")
+    _assert_fit_equals_sklearn(vectorizer, texts)
 
 
 def test_tfidf_ngram_ranges_accept_yaml_lists(hand_battles):
