@@ -10,7 +10,7 @@ CPU time (``os.wait4``) and peak RSS (its VmHWM, polled in ``/proc``):
 - ``python -m pipelines.train_gbdt --trials 0`` on that store: by default a
   fast fit (LightGBM alone on 3 folds, learning rate >= 0.1, at most 400
   rounds; then calibration and the report), because the config's 5-fold
-  two-booster fit at learning rate 0.03 would take hours at 229,908 rows on 2
+  two-booster fit at its own learning rates would take hours at 229,908 rows on 2
   cores; ``--scale-config-train`` trains with the config's params instead.
 
 A fitted growth exponent ``b`` of ``time ~ rows^b`` summarises each curve, and
