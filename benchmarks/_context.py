@@ -34,6 +34,7 @@ __all__ = [
     "BenchOptions",
     "FittedModel",
     "QUICK_OVERRIDES",
+    "FAST_BOOSTERS_TEXT",
     "fast_booster_params",
     "fast_training_overrides",
 ]
@@ -62,6 +63,13 @@ FAST_BOOSTER_LIMITS: dict[str, Any] = {
 }
 """Fast boosters for comparison fits (leave-one-source-out, embedding choices):
 the profile's params with at least this learning rate and at most these rounds."""
+
+FAST_BOOSTERS_TEXT = (
+    f"learning rate >= {FAST_BOOSTER_LIMITS['learning_rate']}, at most "
+    f"{FAST_BOOSTER_LIMITS['num_boost_round']} rounds, early stopping "
+    f"{FAST_BOOSTER_LIMITS['early_stopping_rounds']}"
+)
+"""How the tables describe :data:`FAST_BOOSTER_LIMITS`."""
 
 
 def fast_booster_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,12 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from benchmarks._context import BenchContext, BenchOptions, fast_booster_params
+from benchmarks._context import (
+    FAST_BOOSTERS_TEXT,
+    BenchContext,
+    BenchOptions,
+    fast_booster_params,
+)
 from benchmarks._report import (
     Section,
     Table,
@@ -309,8 +314,8 @@ def _loso_table(
     result.notes += [
         "Each row trains on every other source family (stateful blocks such as "
         "TF-IDF and Word2Vec are fitted on those sources only) with "
-        f"{ctx.options.loso_folds} folds and faster boosters (learning rate >= 0.1, "
-        "at most 400 rounds, early stopping 30), and scores the held-out family; "
+        f"{ctx.options.loso_folds} folds and faster boosters ({FAST_BOOSTERS_TEXT}), "
+        "and scores the held-out family; "
         "the class prior "
         "and length-only columns are fitted on the same training sources.",
         "'5-fold OOF' is the same rows' log loss when their source is in training "

@@ -38,7 +38,12 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks._context import BenchContext, BenchOptions, fast_training_overrides
+from benchmarks._context import (
+    FAST_BOOSTERS_TEXT,
+    BenchContext,
+    BenchOptions,
+    fast_training_overrides,
+)
 from benchmarks._profile import profile_child, summarise_profile
 from benchmarks._report import (
     ChildRun,
@@ -513,8 +518,8 @@ def run(ctx: BenchContext) -> Section:
     if options.scale_fast_train:
         how = (
             f"a fast fit ({'+'.join(options.scale_boosters)} on "
-            f"{options.scale_folds} folds, learning rate >= 0.1, at most 400 rounds, "
-            "early stopping 30; then calibration and the report): the config's "
+            f"{options.scale_folds} folds, {FAST_BOOSTERS_TEXT}; then calibration "
+            "and the report): the config's "
             f"{training.n_folds}-fold {'+'.join(training.boosters)} fit at its own "
             "learning rates would take hours at the largest size on 2 cores; the "
             "200-trial run below uses the config's folds and boosters"

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._context import FAST_BOOSTERS_TEXT, BenchContext, BenchOptions
 from benchmarks._profile import profile_child, summarise_profile
 from benchmarks._report import (
     Section,
@@ -421,8 +421,8 @@ def _variant_table(ctx: BenchContext, pool: pd.DataFrame) -> tuple[Table, float,
         "Each choice is a separate default-profile model fitted on the whole corpus "
         "and timed after a save/load round trip. To keep these fits affordable on 2 "
         f"cores every row, the config row included, uses {'+'.join(VARIANT_BOOSTERS)} "
-        f"only, {VARIANT_FOLDS} prompt-grouped folds and fast boosters (learning "
-        "rate >= 0.1, at most 400 rounds, early stopping 30): log losses compare "
+        f"only, {VARIANT_FOLDS} prompt-grouped folds and fast boosters "
+        f"({FAST_BOOSTERS_TEXT}): log losses compare "
         "with each other, not with the accuracy section, and the booster share of "
         "the time is smaller than with the full stack.",
         "The cache row predicts a batch whose feature blocks are already in the "

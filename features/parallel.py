@@ -22,7 +22,8 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,6 @@ def transform_blocks(
     seconds : list of float
         Per block: its share of the wall time, by the worker time it took.
     """
-    global _work
     jobs = effective_jobs(n_jobs, len(battles))
     started = time.perf_counter()
     if jobs == 1:
@@ -151,23 +151,45 @@ def transform_blocks(
     chunks = _chunks(len(battles), jobs)
     parts: list[list[FeatureMatrix]] = [[] for _ in blocks]
     worker_seconds = np.zeros(len(blocks))
+    for (start, stop), (matrices, seconds) in zip(
+        chunks,
+        _forked_imap(_transform_chunk, chunks, jobs, blocks, battles),
+        strict=True,
+    ):
+        for i, matrix in enumerate(matrices):
+            parts[i].append(matrix)
+        worker_seconds += seconds
+        if on_chunk is not None:
+            on_chunk(stop - start)
+    return [_stack(p) for p in parts], _wall_shares(worker_seconds, started)
+
+
+def _forked_imap(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    jobs: int,
+    blocks: Sequence[FeatureBlock],
+    battles: pd.DataFrame,
+) -> Iterator[Any]:
+    """``function`` over ``items`` in ``jobs`` forked workers, results in order.
+
+    The workers inherit ``(blocks, battles)`` through :data:`_work`, set only
+    while the pool runs.
+    """
+    global _work
     _work = (blocks, battles)
     try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(jobs) as pool:
-            for (start, stop), (matrices, seconds) in zip(
-                chunks, pool.imap(_transform_chunk, chunks), strict=True
-            ):
-                for i, matrix in enumerate(matrices):
-                    parts[i].append(matrix)
-                worker_seconds += seconds
-                if on_chunk is not None:
-                    on_chunk(stop - start)
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            yield from pool.imap(function, items)
     finally:
         _work = None
+
+
+def _wall_shares(worker_seconds: Sequence[float], started: float) -> list[float]:
+    """The wall time since ``started``, split in proportion to worker seconds."""
     wall = time.perf_counter() - started
-    shares = worker_seconds / max(worker_seconds.sum(), 1e-12)
-    return [_stack(p) for p in parts], (shares * wall).tolist()
+    worker = np.asarray(worker_seconds, dtype=float)
+    return (worker / max(worker.sum(), 1e-12) * wall).tolist()
 
 
 def _fit_one(index: int) -> tuple[tuple[dict, dict[str, np.ndarray]], float]:
@@ -192,7 +214,6 @@ def fit_blocks(
     list of float
         Per block: its share of the wall time, by the worker time it took.
     """
-    global _work
     side_by_side = [
         i for i, block in enumerate(blocks) if block.stateful and block.row_parallel
     ]
@@ -208,16 +229,11 @@ def fit_blocks(
     if not side_by_side:
         return seconds
     started = time.perf_counter()
-    _work = (blocks, battles)
-    try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(jobs) as pool:
-            results = pool.map(_fit_one, side_by_side, chunksize=1)
-    finally:
-        _work = None
-    wall = time.perf_counter() - started
-    worker = sum(took for _, took in results)
-    for i, ((state, arrays), took) in zip(side_by_side, results, strict=True):
+    results = list(_forked_imap(_fit_one, side_by_side, jobs, blocks, battles))
+    shares = _wall_shares([took for _, took in results], started)
+    for i, ((state, arrays), _), share in zip(
+        side_by_side, results, shares, strict=True
+    ):
         blocks[i].set_state(state, arrays)
-        seconds[i] = wall * took / max(worker, 1e-12)
+        seconds[i] = share
     return seconds

@@ -536,7 +536,7 @@ def _fit_char_wb(
 
     Returns the vocabulary (n-gram -> column) and idf weights scikit-learn
     would fit, exactly (tested): every distinct word is analysed once (its
-    n-gram ids cached, as in :func:`_char_wb_tfidf`), the counts are summed
+    n-gram ids cached, see :func:`_char_wb_rows`), the counts are summed
     as sparse chunks, and the pruning repeats scikit-learn's own steps -
     alphabetical columns, ``min_df``, then the ``max_features`` most frequent
     by the same float32 totals and the same argsort. Fitting the corpus's
@@ -615,9 +615,9 @@ def _char_wb_tfidf(
 
     Counts by :func:`_char_wb_rows`, whose per-word ``cache`` pays off because
     words repeat heavily across answers and batches (pass the same dict for
-    the same vectoriser only). Then the same tf-idf
-    weighting as scikit-learn: ``1 + log(tf)`` when sublinear, times idf, l2
-    rows. The result equals ``vectorizer.transform`` exactly (tested).
+    the same vectoriser only). Then the same tf-idf weighting as scikit-learn:
+    ``1 + log(tf)`` when sublinear, times idf, l2 rows. The result equals
+    ``vectorizer.transform`` exactly (tested).
     """
     cache = {} if cache is None else cache
     matrix = sp.csr_matrix(
