@@ -20,6 +20,10 @@ __all__ = [
     "TURN_SEPARATOR",
     "WORD_PATTERN",
     "WORD_RE",
+    "ascii_class",
+    "ascii_words",
+    "count_ascii",
+    "find_words",
     "joined_texts",
     "last_turns",
     "paired_matrix",
@@ -44,6 +48,56 @@ A string, so it also serves as scikit-learn's ``token_pattern``.
 
 WORD_RE = re.compile(WORD_PATTERN)
 """Compiled :data:`WORD_PATTERN`: ``"Hello, 你好"`` has the words Hello, 你, 好."""
+
+
+# ASCII fast paths. Most arena texts are pure ASCII, where a regex scan costs
+# ~10x a bytes.translate pass; the results are the same (tested against the
+# regexes), so the features do not depend on which path ran.
+def ascii_class(char_class: str) -> bytes:
+    """The ASCII bytes that the one-character regex ``char_class`` matches.
+
+    Derived from Python's own ``re``, so ``\\w``, ``\\s`` etc. mean exactly
+    what they mean in the regexes they stand in for.
+
+    >>> ascii_class("[a-c]")
+    b'abc'
+    """
+    regex = re.compile(char_class)
+    return bytes(code for code in range(128) if regex.fullmatch(chr(code)))
+
+
+_ASCII_WORD_CHARS = ascii_class(r"\w")
+_NON_WORD_TO_SPACE = bytes(
+    code if code in _ASCII_WORD_CHARS else ord(" ") for code in range(256)
+)
+
+
+def ascii_words(text: str) -> list[str]:
+    """``\\w`` runs of an ASCII-only ``text`` (``WORD_RE.findall`` at C speed).
+
+    >>> ascii_words("Hello, world_1! x")
+    ['Hello', 'world_1', 'x']
+    """
+    return text.encode("ascii").translate(_NON_WORD_TO_SPACE).decode("ascii").split()
+
+
+def find_words(text: str) -> list[str]:
+    """The words of ``text``, as ``WORD_RE.findall(text)`` (CJK one per character).
+
+    >>> find_words("Hi, 你好 there")
+    ['Hi', '你', '好', 'there']
+    """
+    return ascii_words(text) if text.isascii() else WORD_RE.findall(text)
+
+
+def count_ascii(data: bytes, members: bytes) -> int:
+    """How many bytes of ``data`` are in ``members`` (see :func:`ascii_class`).
+
+    >>> count_ascii(b"a1b22", b"0123456789")
+    3
+    """
+    return len(data) - len(data.translate(None, members))
+
 
 OUTPUTS: tuple[str, ...] = ("diff", "sides", "both")
 """Values of a block's ``output`` param: see :func:`side_outputs`."""

@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from features.blocks.base import FeatureBlock, FeatureMatrix
-from features.text import WORD_PATTERN, WORD_RE, joined_texts, paired_matrix
+from features.text import (
+    WORD_PATTERN,
+    ascii_class,
+    ascii_words,
+    count_ascii,
+    find_words,
+    joined_texts,
+    paired_matrix,
+)
 
 __all__ = [
     "DEFAULT_TANH_SCALES",
@@ -34,11 +42,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Words (each CJK character one word, see features.text) or punctuation marks.
-_TOKEN = re.compile(f"{WORD_PATTERN}|[^\\w\\s]")
+_PUNCT_MARK = r"[^\w\s]"
+_TOKEN = re.compile(f"{WORD_PATTERN}|{_PUNCT_MARK}")
+_ASCII_PUNCT_MARKS = ascii_class(_PUNCT_MARK)
 _NONBLANK_LINE = re.compile(r"^[ \t\r\f\v]*\S", re.MULTILINE)
-# The look-behind starts a terminator run only at its first mark, so a long
-# run of "!" not followed by a space is tried once, not from every mark.
-_SENTENCE_BREAK = re.compile(r"(?:(?<![.!?…])[.!?…]+(?=\s|$)|[。！？]+|\n)+")
+# A sentence break is a run of: terminators followed by whitespace or the end,
+# CJK terminators, newlines. Written to open with one character class, which
+# lets ``re`` skip to candidate characters (8x faster than a look-behind
+# first); the look-behind after the first mark starts a terminator run only at
+# its first mark, so a long "!!!!" run not followed by a space is tried once.
+_SENTENCE_BREAK = re.compile(
+    r"[.!?…。！？\n]"
+    r"(?:(?<=[.!?…])(?<![.!?…][.!?…])[.!?…]*(?=\s|$)|(?<=[。！？])[。！？]*|(?<=\n))"
+    r"(?:[.!?…]+(?=\s|$)|[。！？]+|\n)*"
+)
 _HAS_WORD = re.compile(r"\w")
 
 FEATURES: tuple[str, ...] = (
@@ -77,7 +94,7 @@ def count_words(text: str) -> int:
     >>> count_words("Hello, world! 你好世界")
     6
     """
-    return len(WORD_RE.findall(text))
+    return len(find_words(text))
 
 
 def count_tokens(text: str) -> int:
@@ -89,6 +106,9 @@ def count_tokens(text: str) -> int:
     >>> count_tokens("Hello, world! 你好")
     6
     """
+    if text.isascii():
+        marks = count_ascii(text.encode("ascii"), _ASCII_PUNCT_MARKS)
+        return len(ascii_words(text)) + marks
     return len(_TOKEN.findall(text))
 
 

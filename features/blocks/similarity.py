@@ -25,7 +25,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
-from features.text import WORD_RE, joined_texts, paired_matrix
+from features.text import find_words, joined_texts, paired_matrix
 
 __all__ = [
     "SimilarityBlock",
@@ -67,7 +67,7 @@ def word_set(text: str) -> set[str]:
     >>> sorted(word_set("the cat, the 猫"))
     ['cat', 'the', '猫']
     """
-    return set(WORD_RE.findall(text))
+    return set(find_words(text))
 
 
 def _codepoints(texts: Sequence[str]) -> NDArray[np.uint64]:

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
-from features.text import joined_texts, last_turns, paired_matrix
+from features.text import (
+    ascii_class,
+    ascii_words,
+    count_ascii,
+    joined_texts,
+    last_turns,
+    paired_matrix,
+)
 
 __all__ = [
     "COUNT_FEATURES",
@@ -80,6 +87,10 @@ _PUNCT_RUN = re.compile(r"[^\w\s]+")
 _DIGIT_RUN = re.compile(r"\d+")
 _UPPER_RUN = re.compile(r"[A-Z\u00c0-\u00d6\u00d8-\u00de\u0391-\u03a9\u0400-\u042f]+")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
+# The same counts on pure-ASCII texts, by bytes.translate (see features.text).
+_ASCII_DIGITS = ascii_class(_DIGIT_RUN.pattern.removesuffix("+"))
+_ASCII_PUNCT = ascii_class(_PUNCT_RUN.pattern.removesuffix("+"))
+_ASCII_UPPER = ascii_class(_UPPER_RUN.pattern.removesuffix("+"))
 _EN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 _SENTENCE_END = re.compile(r"(?:[.!?]+(?=\s|$)|\n)\s*")
 _VOWEL_GROUPS = re.compile(r"[aeiouy]+")
@@ -508,17 +519,26 @@ def _ratio(part: float, total: float) -> float:
 
 
 def _lexical(text: str, window: int) -> dict[str, float]:
-    words = _WORD.findall(text.lower())
+    if text.isascii():
+        data = text.encode("ascii")
+        words = ascii_words(text.lower())
+        n_digits = count_ascii(data, _ASCII_DIGITS)
+        n_punct = count_ascii(data, _ASCII_PUNCT)
+        n_upper = count_ascii(data, _ASCII_UPPER)
+    else:
+        words = _WORD.findall(text.lower())
+        n_digits = sum(map(len, _DIGIT_RUN.findall(text)))
+        n_punct = sum(map(len, _PUNCT_RUN.findall(text)))
+        n_upper = sum(map(len, _UPPER_RUN.findall(text)))
     n_words = len(words)
     word_chars = sum(map(len, words))
-    n_digits = sum(map(len, _DIGIT_RUN.findall(text)))
     n_letters = word_chars - n_digits - text.count("_")
     visible = len(text) - sum(map(text.count, " \n\t\r"))
     return {
         "ttr": _ratio(len(set(words)), n_words),
         "ttr_window": _ratio(len(set(words[-window:])), min(n_words, window)),
         "mean_word_len": _ratio(word_chars, n_words),
-        "punct_ratio": _ratio(sum(map(len, _PUNCT_RUN.findall(text))), visible),
+        "punct_ratio": _ratio(n_punct, visible),
         "digit_ratio": _ratio(n_digits, visible),
-        "upper_ratio": _ratio(sum(map(len, _UPPER_RUN.findall(text))), n_letters),
+        "upper_ratio": _ratio(n_upper, n_letters),
     }

@@ -31,7 +31,7 @@ from features.battles import truncate_battles
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.text import (
     OUTPUTS,
-    WORD_RE,
+    find_words,
     joined_texts,
     paired_matrix,
     side_outputs,
@@ -52,7 +52,7 @@ def tokenize(text: str) -> list[str]:
     >>> tokenize("Hello, World! 北京 café_2")
     ['hello', 'world', '北', '京', 'café_2']
     """
-    return WORD_RE.findall(text.lower())
+    return find_words(text.lower())
 
 
 def _stable_hash(text: str) -> int:
