@@ -50,9 +50,10 @@ WORD_RE = re.compile(WORD_PATTERN)
 """Compiled :data:`WORD_PATTERN`: ``"Hello, 你好"`` has the words Hello, 你, 好."""
 
 
-# ASCII fast paths. Most arena texts are pure ASCII, where a regex scan costs
-# ~10x a bytes.translate pass; the results are the same (tested against the
-# regexes), so the features do not depend on which path ran.
+# ASCII fast paths. About 70% of the corpus text is pure ASCII, where a
+# bytes.translate pass lists its words 2.4x faster than WORD_RE.findall (corpus
+# answers); the results are the same (tested against the regexes), so the
+# features do not depend on which path ran.
 def ascii_class(char_class: str) -> bytes:
     """The ASCII bytes that the one-character regex ``char_class`` matches.
 
