@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import BattleFormatError
+
 __all__ = [
     "CLASSES",
     "LABEL_NAMES",
@@ -58,10 +60,6 @@ _MAX_ROWS_IN_MESSAGE = 5
 _ARENA_WINNERS = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
-
-
-class BattleFormatError(ValueError):
-    """Input battles that cannot be read or repaired; the message names rows."""
 
 
 @dataclass

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from features.errors import ModelIntegrityError
 from features.store import atomic_directory, verify_manifest, write_manifest
 
 __all__ = [
@@ -30,10 +31,6 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
-
-
-class ModelIntegrityError(ValueError):
-    """A model directory that fails its manifest or format-version check."""
 
 
 def write_model_dir(directory: str | Path, fill: Any, meta: dict[str, Any]) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from features.errors import ConfigError
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -30,10 +32,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-
-
-class ConfigError(ValueError):
-    """A profile that cannot be loaded; the message names the key and file."""
 
 
 @dataclass(frozen=True)
