@@ -22,16 +22,16 @@ import pandas as pd
 
 from benchmarks._report import REPO_ROOT, relative
 from benchmarks.make_scale_set import DEFAULT_CORPUS
-from features.battles import CLASSES, read_battles, truncate_battles
-from features.store import FeatureStore
-from models import PreferenceModel, make_folds, prompt_groups
-from pipelines._files import write_csv_atomic
-from pipelines.config import Config, load_config
+from features import CLASSES, FeatureStore, read_battles, truncate_battles
+from models import PreferenceModel, make_folds, prompt_groups, source_families
+from pipelines import Config, load_config, write_csv_atomic
+from pipelines.estimator import model_from_config
 
 __all__ = [
     "FAST_BOOSTER_LIMITS",
     "BenchContext",
     "BenchOptions",
+    "DEFAULT_ARENA",
     "FittedModel",
     "QUICK_OVERRIDES",
     "FAST_BOOSTERS_TEXT",
@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_ARENA = DEFAULT_CORPUS.with_name("arena.csv")
+"""The external set of the transfer section: real Chatbot Arena votes, no ties."""
 
 QUICK_OVERRIDES: tuple[str, ...] = (
     "training.boosters=[lightgbm]",
@@ -138,6 +141,12 @@ class BenchOptions:
     loso: bool = True
     loso_folds: int = 3
     loso_profiles: tuple[str, ...] | None = ("lite",)
+    transfer_profiles: tuple[str, ...] | None = None
+    transfer_variants: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    transfer_external: tuple[Path, ...] = (DEFAULT_ARENA,)
+    transfer_holdout: tuple[str, ...] | None = None
+    transfer_folds: int = 3
+    transfer_fast: bool = True
     tuning_budget: float | None = 60 * 60.0
     gbdt_tuning_budget: float | None = 5 * 60.0
     profile_misses: bool = True
@@ -157,6 +166,7 @@ class BenchOptions:
             "target_trials": 1,
             "gbdt_trials": 1,
             "loso_folds": 2,
+            "transfer_folds": 2,
             "embed_rows": 0,
             "embed_texts": 0,
             "latency_calls": 20,
@@ -273,7 +283,7 @@ class BenchContext:
         """Source family of each battle: the part of ``source`` before ``:``."""
         if "source" not in self.corpus.columns:
             return np.full(len(self.corpus), "all")
-        return np.array([str(s).split(":")[0] for s in self.corpus["source"]])
+        return source_families(self.corpus["source"]).astype(str)
 
     # ------------------------------------------------------------ models
     @staticmethod
@@ -341,7 +351,7 @@ class BenchContext:
                 folds = make_folds(
                     self.labels, prompt_groups(self.corpus), n_folds, config.seed
                 )
-            model = PreferenceModel.from_config(config, **changes)
+            model = model_from_config(config, **changes)
             started = time.perf_counter()
             model.fit(self.corpus, store=self.store, folds=folds)
             seconds = time.perf_counter() - started

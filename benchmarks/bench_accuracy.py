@@ -32,7 +32,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from benchmarks._context import (
     FAST_BOOSTERS_TEXT,
@@ -50,32 +49,16 @@ from benchmarks._report import (
     run_child,
     trials_summary,
 )
-from features.battles import as_battles, battle_fingerprint, truncate_battles
-from features.blocks import FeatureMatrix, make_block
-from features.pipeline import FeaturePipeline, state_fingerprint
-from features.store import FeatureStore, block_key
-from models import PreferenceModel, multiclass_log_loss
+from models import multiclass_log_loss
 from models.baselines import length_features, length_logreg_oof, prior_oof
-from pipelines.report import per_source_table
+from models.transfer import decisive_auc
+from pipelines import per_source_table
+from pipelines.estimator import model_from_config
+from pipelines.transfer_report import seed_stateless_blocks
 
-__all__ = ["decisive_auc", "run", "main", "seed_stateless_blocks"]
+__all__ = ["run", "main", "seed_stateless_blocks"]
 
 logger = logging.getLogger(__name__)
-
-
-def decisive_auc(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> float:
-    """ROC AUC of ``P(A) / (P(A) + P(B))`` for "A won" on rows A or B won.
-
-    >>> import numpy as np
-    >>> decisive_auc(np.array([0, 1, 2]), np.array([[.6, .3, .1], [.2, .7, .1],
-    ...                                             [.3, .3, .4]]))
-    1.0
-    """
-    decisive = labels != 2
-    if len(np.unique(labels[decisive])) < 2:
-        return float("nan")
-    total = np.maximum(proba[decisive, 0] + proba[decisive, 1], 1e-15)
-    return float(roc_auc_score(labels[decisive] == 0, proba[decisive, 0] / total))
 
 
 def _scores(labels: NDArray, proba: NDArray) -> dict[str, float]:
@@ -162,73 +145,6 @@ def _per_source(
 
 
 # ---------------------------------------------------------- leave one source out
-def _prepared(battles: pd.DataFrame, max_chars: int | None) -> pd.DataFrame:
-    """What ``PreferenceModel`` turns ``battles`` into before its features."""
-    return truncate_battles(as_battles(battles), max_chars)
-
-
-def seed_stateless_blocks(
-    store: FeatureStore,
-    blocks: dict[str, dict[str, Any]],
-    full: pd.DataFrame,
-    subsets: Sequence[tuple[NDArray[np.int64], str]],
-    max_chars: int | None,
-) -> list[str]:
-    """Fill the store for row subsets from the full table's stateless outputs.
-
-    A stateless block's row depends on that battle alone, so its output on a
-    subset is a slice of its output on the whole table. Seeding the cache
-    lets leave-one-source-out fits reuse e.g. the corpus embeddings instead
-    of encoding every text again for every held-out source. Each block is
-    spot-checked on a few rows of every subset first; a block whose slice
-    does not match its own output is left to compute.
-
-    Parameters
-    ----------
-    subsets : sequence of (row positions, mode)
-        ``mode`` is ``"fit"`` (a training table) or ``"transform"`` (a table
-        predicted by a fitted model).
-
-    Returns
-    -------
-    list of str
-        Names of the blocks seeded.
-    """
-    seeded = []
-    for name, params in blocks.items():
-        block = make_block(name, params)
-        if block.stateful or not subsets:
-            continue
-        whole = FeaturePipeline({name: params}, store=store).fit_transform(full)
-        # One probe per block: its output on a few rows alone must equal the slice.
-        rows = subsets[0][0][:3]
-        probe = make_block(name, params).fit_transform(
-            _prepared(full.iloc[rows], max_chars)
-        )
-        if not np.allclose(
-            _dense(probe.values), _dense(whole.values[rows]), rtol=1e-3, atol=1e-4
-        ):
-            logger.warning("block %s is not row-wise; not seeding its cache", name)
-            continue
-        store_modes = {
-            "fit": "fit",
-            "transform": f"transform:{state_fingerprint(block)}",
-        }
-        for rows, mode in subsets:
-            subset = _prepared(full.iloc[rows], max_chars)
-            key = block_key(block, battle_fingerprint(subset), store_modes[mode])
-            if store.load(key) is None:
-                part = FeatureMatrix(whole.values[rows], whole.columns)
-                meta = {"block": name, "version": block.version, "rows": part.n_rows}
-                store.save(key, part, {}, {}, meta)
-        seeded.append(name)
-    return seeded
-
-
-def _dense(values: Any) -> NDArray:
-    return values.toarray() if hasattr(values, "toarray") else np.asarray(values)
-
-
 def _loso_table(
     ctx: BenchContext, oof: dict[str, NDArray], profiles: Sequence[str]
 ) -> tuple[Table, list[str]]:
@@ -282,7 +198,7 @@ def _loso_table(
             "class prior": multiclass_log_loss(
                 y_test, np.tile(prior, (len(y_test), 1))
             ),
-            "length-only": multiclass_log_loss(y_test, np.clip(length_proba, 1e-15, 1)),
+            "length-only": multiclass_log_loss(y_test, length_proba),
         }
         for profile in profiles:
             row[f"{profile} 5-fold OOF"] = multiclass_log_loss(
@@ -297,7 +213,7 @@ def _loso_table(
         }
         for family in names:
             train = families != family
-            model = PreferenceModel.from_config(
+            model = model_from_config(
                 config, booster_params=booster_params, n_folds=ctx.options.loso_folds
             )
             started = time.perf_counter()

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.battles import read_battles
-from features.blocks.base import FeatureMatrix
+from features import FeatureMatrix, read_battles
 from features.blocks.embeddings import EmbeddingsBlock
 
 logger = logging.getLogger(__name__)

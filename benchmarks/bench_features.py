@@ -39,7 +39,7 @@ from benchmarks._report import (
     relative,
     run_child,
 )
-from benchmarks.make_scale_set import write_csv_atomic
+from pipelines import write_csv_atomic
 
 __all__ = ["LITE_TARGET_ROWS_PER_S", "parse_block_stats", "run", "main"]
 

@@ -58,7 +58,7 @@ from benchmarks._report import (
     trials_summary,
 )
 from benchmarks.make_scale_set import KAGGLE_ROWS
-from pipelines._files import write_csv_atomic
+from pipelines import write_csv_atomic
 
 __all__ = ["TARGET_MINUTES", "TARGET_RSS_GB", "run", "scale_sets", "main"]
 

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.battles import CLASSES, TEXT_COLUMNS, read_battles
-from pipelines._files import write_csv_atomic
+from features import CLASSES, SWAP_LABELS, TEXT_COLUMNS, read_battles
+from pipelines import write_csv_atomic
 
 __all__ = ["DEFAULT_CORPUS", "KAGGLE_ROWS", "make_scale_set", "main"]
 
@@ -123,7 +123,7 @@ def make_scale_set(
 
     Examples
     --------
-    >>> from features.battles import as_battles
+    >>> from features import as_battles
     >>> corpus = as_battles([{"id": "1", "prompt": ["hey"], "label": 0,
     ...     "response_a": ["Hello there, how can I help you today?"],
     ...     "response_b": ["Hi."]}])
@@ -174,7 +174,7 @@ def make_scale_set(
         for column, turns in zip(TEXT_COLUMNS, (prompt, turns_a, turns_b), strict=True):
             fields[column].append(json.dumps(turns, ensure_ascii=False))
     labels = corpus["label"].to_numpy(dtype=np.int64)[templates]
-    labels = np.where(flips, np.array([1, 0, 2])[labels], labels)
+    labels = np.where(flips, SWAP_LABELS[labels], labels)
     one_hot = np.eye(3, dtype=np.int64)[labels]
     return pd.DataFrame(
         {

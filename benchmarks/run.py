@@ -9,7 +9,8 @@ Sections: ``accuracy`` (real corpus, grouped 5-fold, per source,
 leave-one-source-out, train_gbdt --trials 200), ``speed`` (predict_proba
 throughput, latency, stages, embedding choices), ``scale`` (build_features and
 train_gbdt at 8k-230k rows, growth exponents, the 200-trial target run) and
-``features`` (per-block build speed, peak RSS, embedding engines). Each
+``features`` (per-block build speed, peak RSS, embedding engines) and
+``serving`` (the HTTP service under concurrent and malformed load). Each
 section is written between markers in BENCHMARKS.md, so ``--only`` replaces
 its sections and keeps the others; the targets table at the top is rebuilt
 from every section present.
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from benchmarks._context import BenchContext, BenchOptions
 from benchmarks._report import REPO_ROOT, Section, Target, load_average, machine_info
+from benchmarks.bench_transfer import add_transfer_arguments, transfer_option_changes
 
 __all__ = ["SECTIONS", "main", "options_from_args", "render", "section_parser"]
 
@@ -37,14 +39,20 @@ logger = logging.getLogger("benchmarks")
 
 SECTIONS: dict[str, str] = {
     "accuracy": "benchmarks.bench_accuracy",
+    "transfer": "benchmarks.bench_transfer",
     "speed": "benchmarks.bench_speed",
+    "serving": "benchmarks.bench_serving",
     "scale": "benchmarks.bench_scale",
     "features": "benchmarks.bench_features",
 }
 """Section name -> module with ``run(ctx) -> Section``, in document order."""
 
-_RUN_ORDER = ("accuracy", "speed", "scale", "features")
+_RUN_ORDER = ("accuracy", "transfer", "speed", "serving", "scale", "features")
 """Execution order: features reuses the scale section's 57k build."""
+
+_HAND_WRITTEN: tuple[str, ...] = ("choices",)
+"""Sections no benchmark writes (one-off measurements behind the profiles'
+settings): kept verbatim, after the measured sections, by every run."""
 
 _BEGIN = "<!-- section:{key} -->"
 _END = "<!-- /section:{key} -->"
@@ -159,6 +167,7 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     )
     add("--cpus", type=_int_list, help="pin this run (and its children) to these CPUs")
     add("--verbose", action="store_true", help="debug logging")
+    add_transfer_arguments(parser)
     return parser
 
 
@@ -213,6 +222,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["tuning_budget"] = args.tuning_budget_min * 60 or None
     if getattr(args, "loso_profiles", None):
         changes["loso_profiles"] = args.loso_profiles
+    changes.update(transfer_option_changes(args))
     options = (
         BenchOptions.for_quick(**changes) if args.quick else BenchOptions(**changes)
     )
@@ -287,7 +297,7 @@ def render_section(section: Section, run_line: str, out: Path) -> str:
 
 def _existing_sections(text: str) -> dict[str, str]:
     found = {}
-    for key in SECTIONS:
+    for key in (*SECTIONS, *_HAND_WRITTEN):
         begin, end = _BEGIN.format(key=key), _END.format(key=key)
         if begin in text and end in text:
             start = text.index(begin)
@@ -318,7 +328,7 @@ def _targets_table(blocks: dict[str, str]) -> str:
 
 def render(blocks: dict[str, str], machine: dict, command: str) -> str:
     """The whole BENCHMARKS.md from section blocks."""
-    order = [key for key in SECTIONS if key in blocks]
+    order = [key for key in (*SECTIONS, *_HAND_WRITTEN) if key in blocks]
     parts = [
         _TITLE,
         "",

@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.battle_files import LAYOUT_COLUMNS, read_table
 from features.errors import BattleFormatError
 
 __all__ = [
     "CLASSES",
     "LABEL_NAMES",
+    "SWAP_LABELS",
     "TEXT_COLUMNS",
     "BattleFormatError",
     "RepairReport",
@@ -43,6 +45,7 @@ __all__ = [
     "repair_report",
     "REPAIR_KINDS",
     "battle_fingerprint",
+    "battle_ids",
     "labels_from_onehot",
     "parse_turns",
     "labels_to_onehot",
@@ -52,6 +55,14 @@ __all__ = [
 
 CLASSES: tuple[str, str, str] = ("winner_model_a", "winner_model_b", "winner_tie")
 """Target columns of the Kaggle layout, in the order of predicted probabilities."""
+
+SWAP_LABELS: np.ndarray = np.array([1, 0, 2])
+"""Label ``k`` becomes ``SWAP_LABELS[k]`` when A and B are exchanged (ties stay).
+
+The same permutation reorders probability columns:
+``p(swap(x)) == p(x)[:, SWAP_LABELS]`` for a swap-symmetric model. Read-only.
+"""
+SWAP_LABELS.flags.writeable = False
 
 LABEL_NAMES: tuple[str, str, str] = ("A", "B", "tie")
 TEXT_COLUMNS: tuple[str, str, str] = ("prompt", "response_a", "response_b")
@@ -234,18 +245,49 @@ def _check_unique_ids(frame: pd.DataFrame) -> None:
         )
 
 
-def _ids_as_strings(ids: pd.Series) -> pd.Series:
+def _id_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def battle_ids(ids: Iterable[Any]) -> pd.Series:
+    """Battle ids as text, as the canonical table and a submission hold them.
+
+    Kaggle ids are integers, but pandas holds a numeric column as float when a
+    value is missing. An integral float id is therefore written as an integer
+    (``2299425``, not ``2299425.0``); every other id is its ``str`` (text ids
+    stay exactly as given; CSV files are handled when read, see
+    :func:`features.battle_files.read_table`).
+
+    Parameters
+    ----------
+    ids : iterable
+        One id per battle (a column of any dtype).
+
+    Returns
+    -------
+    pandas.Series
+        The ids as ``str`` (object dtype), index kept for a Series.
+
+    Raises
+    ------
+    BattleFormatError
+        An id is missing, or holds a lone UTF-16 surrogate (names the rows).
+
+    Examples
+    --------
+    >>> battle_ids([2299425.0, 12.5]).tolist()
+    ['2299425', '12.5']
+    >>> battle_ids(["x91", 31]).tolist()
+    ['x91', '31']
+    """
+    ids = ids if isinstance(ids, pd.Series) else pd.Series(list(ids), dtype=object)
     missing = ids.isna().to_numpy()
     if missing.any():
         rows = ", ".join(str(i) for i in np.flatnonzero(missing)[:_MAX_ROWS_IN_MESSAGE])
         raise BattleFormatError(f"column 'id' is empty in row(s) {rows}. Give ids.")
-
-    def _one(value: Any) -> str:
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-
-    strings = [_one(value) for value in ids.tolist()]
+    strings = [_id_text(value) for value in ids.tolist()]
     # An id is copied to the submission as is: refuse what UTF-8 cannot hold.
     broken = np.array([bool(_SURROGATE.search(text)) for text in strings], dtype=bool)
     if broken.any():
@@ -285,7 +327,9 @@ def labels_to_onehot(labels: Iterable[int]) -> np.ndarray:
     """
     labels = np.asarray(list(labels), dtype=np.int64)
     if labels.size and (labels.min() < 0 or labels.max() > 2):
-        raise ValueError(f"labels must be 0, 1 or 2. Got values {np.unique(labels)}.")
+        raise BattleFormatError(
+            f"labels must be 0, 1 or 2 (A, B, tie). Got values {np.unique(labels)}."
+        )
     onehot = np.zeros((labels.size, len(CLASSES)))
     onehot[np.arange(labels.size), labels] = 1.0
     return onehot
@@ -298,7 +342,7 @@ def _finish(
 ) -> pd.DataFrame:
     """Parse text fields, count repairs and return the canonical table."""
     out = frame.copy()
-    out["id"] = _ids_as_strings(out["id"])
+    out["id"] = battle_ids(out["id"])
     _check_unique_ids(out)
     ids = out["id"].tolist()
     for column in text_columns:
@@ -348,7 +392,7 @@ def battles_from_kaggle(
         _check_columns(frame, CLASSES, "labelled battle table")
     out = frame.copy()
     if has_targets and labelled is not False:
-        out["id"] = _ids_as_strings(out["id"])
+        out["id"] = battle_ids(out["id"])
         out["label"] = labels_from_onehot(out)
     out = out.drop(columns=[c for c in CLASSES if c in out.columns])
     return _finish(out, RepairReport())
@@ -395,7 +439,7 @@ def battles_from_arena_conversations(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     if "id" not in out.columns:
         out["id"] = out.get("question_id", pd.Series(range(len(out)))).astype(str)
-    out["id"] = _ids_as_strings(out["id"])
+    out["id"] = battle_ids(out["id"])
     prompts, resp_a, resp_b = [], [], []
     for battle_id, conv_a, conv_b in zip(
         out["id"], out["conversation_a"], out["conversation_b"], strict=True
@@ -442,7 +486,7 @@ def battles_from_preference_pairs(
     out = frame.copy()
     if "id" not in out.columns:
         out["id"] = [f"pair-{i}" for i in range(len(out))]
-    out["id"] = _ids_as_strings(out["id"])
+    out["id"] = battle_ids(out["id"])
     report = RepairReport()
     rng = np.random.default_rng(seed)
     chosen_is_b = rng.random(len(out)) < 0.5
@@ -476,57 +520,6 @@ def battles_from_preference_pairs(
     return _finish(out, report)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    # The C parser has no field-size limit (the csv module stops at 131,072).
-    # Every column is read as text: a field such as "007" or "1e5" stays as
-    # written (targets are converted by labels_from_onehot).
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-
-
-def _not_utf8_error(path: Path, err: UnicodeDecodeError) -> BattleFormatError:
-    """The decoding error with the byte offset and line of the first bad byte."""
-    where = ""
-    if path.suffix.lower() != ".gz":
-        data = path.read_bytes()
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exact:
-            line = data.count(b"\n", 0, exact.start) + 1
-            where = (
-                f": byte {data[exact.start]:#04x} at offset {exact.start:,} "
-                f"(line {line:,})"
-            )
-    return BattleFormatError(
-        f"battle file {str(path)!r} is not valid UTF-8{where or f' ({err})'}. "
-        "Re-save it as UTF-8 (the Kaggle files are UTF-8, with JSON \\u escapes)."
-    )
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        return _read_table_unchecked(path)
-    except UnicodeDecodeError as err:
-        raise _not_utf8_error(path, err) from err
-
-
-def _read_table_unchecked(path: Path) -> pd.DataFrame:
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith(".csv") or suffix.endswith(".csv.gz"):
-        return _read_csv(path)
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        return pd.read_parquet(path)
-    if suffix.endswith(".jsonl") or suffix.endswith(".ndjson"):
-        return pd.read_json(path, lines=True, dtype=False)
-    if suffix.endswith(".json"):
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
-        return pd.DataFrame(data if isinstance(data, list) else [data])
-    raise BattleFormatError(
-        f"cannot tell the format of {str(path)!r} from its suffix. "
-        "Use .csv, .parquet, .jsonl or .json."
-    )
-
-
 def read_battles(
     source: str | Path | pd.DataFrame, *, labelled: bool | None = None
 ) -> pd.DataFrame:
@@ -534,13 +527,15 @@ def read_battles(
 
     The layout is recognised by its columns: Kaggle (``prompt``,
     ``response_a``, ``response_b``), arena dumps (``conversation_a/b``),
-    preference pairs (``chosen``/``rejected``). Files may be CSV, parquet,
-    JSON Lines or a JSON list.
+    preference pairs (``chosen``/``rejected``). Files may be CSV (also
+    ``.csv.gz``), parquet, JSON Lines, a JSON list, or a zip archive holding
+    one of them (see :func:`features.battle_files.read_table`).
 
     Parameters
     ----------
     source : path or pandas.DataFrame
-        The battles.
+        The battles. ``archive.zip::member.csv`` reads one member of an
+        archive; a plain ``archive.zip`` must hold exactly one battle file.
     labelled : bool or None, default=None
         Require labels (True), ignore them (False), or use them when present.
 
@@ -553,24 +548,26 @@ def read_battles(
     Raises
     ------
     BattleFormatError
-        Unknown layout, missing columns, labels not one-hot, duplicate ids.
+        Unknown layout, missing columns, labels not one-hot, duplicate ids,
+        a file that is not UTF-8.
+    DataFileError
+        A file that cannot be read as a table: unknown suffix, empty, not
+        comma-separated, refused by its parser, or an archive without exactly
+        one battle file (the message lists the members).
     FileNotFoundError
         ``source`` is a path that does not exist.
     """
     if isinstance(source, pd.DataFrame):
         frame = source
     else:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"battle file {str(path)!r} does not exist.")
-        frame = _read_table(path)
+        frame = read_table(source)
         frame.attrs.clear()  # metadata stored in a file is not a validation
     columns = set(frame.columns)
-    if {"conversation_a", "conversation_b"} <= columns:
+    if set(LAYOUT_COLUMNS["arena"]) <= columns:
         battles = battles_from_arena_conversations(frame)
-    elif {"chosen", "rejected"} <= columns:
+    elif set(LAYOUT_COLUMNS["pairs"]) <= columns:
         battles = battles_from_preference_pairs(frame)
-    elif "label" in columns and {"id", *TEXT_COLUMNS} <= columns:
+    elif "label" in columns and set(LAYOUT_COLUMNS["kaggle"]) <= columns:
         battles = as_battles(frame)
     else:
         battles = battles_from_kaggle(frame, labelled=labelled)
@@ -610,7 +607,7 @@ def as_battles(battles: Any) -> pd.DataFrame:
     _check_columns(frame, ("id", *TEXT_COLUMNS), "battle table")
     if "label" in frame.columns:
         out = frame.copy()
-        out["id"] = _ids_as_strings(out["id"])
+        out["id"] = battle_ids(out["id"])
         labels = pd.to_numeric(out["label"], errors="coerce")
         bad = ~labels.isin([0, 1, 2]).to_numpy()
         if bad.any():
@@ -641,7 +638,7 @@ def swap(battles: pd.DataFrame) -> pd.DataFrame:
     out = battles.copy()
     out["response_a"], out["response_b"] = battles["response_b"], battles["response_a"]
     if "label" in out.columns:
-        out["label"] = np.asarray([1, 0, 2])[battles["label"].to_numpy(dtype=np.int64)]
+        out["label"] = SWAP_LABELS[battles["label"].to_numpy(dtype=np.int64)]
     return out
 
 

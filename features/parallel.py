@@ -30,6 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from features.blocks import FeatureBlock, FeatureMatrix
+from features.errors import InvalidParameterError
 
 __all__ = ["MIN_ROWS_PER_JOB", "effective_jobs", "fit_blocks", "transform_blocks"]
 
@@ -58,7 +59,7 @@ def effective_jobs(n_jobs: int | None, n_rows: int) -> int:
         or n_jobs == 0
         or n_jobs < -1
     ):
-        raise ValueError(
+        raise InvalidParameterError(
             f"n_jobs must be None, -1 (all cores) or an int >= 1. Got {n_jobs!r}."
         )
     cores = _usable_cores()

@@ -7,6 +7,8 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,11 @@ from tqdm.auto import tqdm
 
 from features.battles import battle_fingerprint
 from features.blocks import FeatureBlock, FeatureMatrix, make_block
+from features.errors import NotFittedError
 from features.parallel import fit_blocks, transform_blocks
 from features.store import FeatureStore, block_key, read_state, write_state
 
-__all__ = ["FeaturePipeline", "state_fingerprint"]
+__all__ = ["FeaturePipeline", "RunMode", "state_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,47 @@ def state_fingerprint(block: FeatureBlock) -> str:
         digest.update(str(array.dtype).encode() + str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+class RunMode(Enum):
+    """What a pipeline run does with its blocks; decides which cache entries it reuses.
+
+    - ``FIT`` (:meth:`FeaturePipeline.fit_transform`): fit each block on the
+      battles; a cache hit also restores the block's fitted state.
+    - ``TRANSFORM`` (:meth:`FeaturePipeline.transform`): run the fitted blocks;
+      an output is reused only when the same fitted state computed it.
+    """
+
+    FIT = "fit"
+    TRANSFORM = "transform"
+
+    def cache_tag(self, block: FeatureBlock) -> str:
+        """The mode part of `block`'s cache key (see :func:`features.store.block_key`).
+
+        A transform's output depends on the block's fitted state, so its tag
+        holds :func:`state_fingerprint`; a fit's does not, since it makes the
+        state from the battles.
+
+        Examples
+        --------
+        >>> from features.blocks import make_block
+        >>> RunMode.FIT.cache_tag(make_block("lengths", {}))
+        'fit'
+        >>> RunMode.TRANSFORM.cache_tag(make_block("lengths", {}))[:10]
+        'transform:'
+        """
+        if self is RunMode.FIT:
+            return self.value
+        return f"{self.value}:{state_fingerprint(block)}"
+
+
+@dataclass
+class _RunRecord:
+    """Per block of one run: its output, seconds spent and cache key."""
+
+    seconds: dict[str, float]
+    outputs: dict[str, FeatureMatrix] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 class FeaturePipeline:
@@ -75,84 +119,73 @@ class FeaturePipeline:
         self.verbose = verbose
         self.n_jobs = n_jobs
 
-    def _run(self, battles: pd.DataFrame, *, fit: bool) -> FeatureMatrix:
-        if not fit and not hasattr(self, "blocks_"):
-            raise RuntimeError(
+    def _run(self, battles: pd.DataFrame, mode: RunMode) -> FeatureMatrix:
+        """Reuse what the store holds, fit and transform the rest, store it."""
+        self._prepare_blocks(mode)
+        run = _RunRecord(seconds=dict.fromkeys(self.blocks_, 0.0))
+        self._read_cache(battles, mode, run)
+        if mode is RunMode.FIT:
+            self._fit_misses(battles, run)
+        computed = [name for name in self.blocks_ if name not in run.outputs]
+        for group in self._transform_groups(computed):
+            self._transform_group(group, battles, run)
+            self._write_cache(group, battles, mode, run)
+        self.stats_ = self._block_stats(run, computed)
+        return FeatureMatrix.concat([run.outputs[name] for name in self.blocks_])
+
+    def _prepare_blocks(self, mode: RunMode) -> None:
+        """New blocks for a fit, the fitted ones for a transform."""
+        if mode is RunMode.TRANSFORM and not hasattr(self, "blocks_"):
+            raise NotFittedError(
                 "FeaturePipeline is not fitted; call fit_transform first."
             )
-        if fit:
+        if mode is RunMode.FIT:
             self.blocks_ = {
                 name: make_block(name, params) for name, params in self.blocks.items()
             }
-        fingerprint = battle_fingerprint(battles) if self.store is not None else ""
-        outputs: dict[str, FeatureMatrix] = {}
-        seconds: dict[str, float] = {}
-        keys: dict[str, str] = {}
-        # 1. Cache hits (fit restores the block's state); fit the misses, the
-        # stateful row-parallel ones side by side.
+        for block in self.blocks_.values():
+            block.progress = self.verbose
+
+    def _read_cache(
+        self, battles: pd.DataFrame, mode: RunMode, run: _RunRecord
+    ) -> None:
+        """Take each block's output from the store when it is there.
+
+        A hit in a fit also restores the block's fitted state from the entry.
+        """
+        if self.store is None:
+            return
+        fingerprint = battle_fingerprint(battles)
         for name, block in self.blocks_.items():
             started = time.perf_counter()
-            block.progress = self.verbose
-            if self.store is not None:
-                mode = "fit" if fit else f"transform:{state_fingerprint(block)}"
-                keys[name] = block_key(block, fingerprint, mode)
-                entry = self.store.load(keys[name])
-                if entry is not None:
-                    if fit:
-                        block.set_state(entry.state, entry.arrays)
-                    outputs[name] = entry.matrix
-            seconds[name] = time.perf_counter() - started
-        to_fit = [name for name in self.blocks_ if name not in outputs] if fit else []
-        if to_fit:
-            logger.info("fitting %s on %d rows", ", ".join(to_fit), len(battles))
-            fit_seconds = fit_blocks(
-                [self.blocks_[name] for name in to_fit], battles, self.n_jobs
-            )
-            for name, took in zip(to_fit, fit_seconds, strict=True):
-                seconds[name] += took
-        # 2. Transform the misses, row-parallel blocks together and the rest
-        # (the transformer) alone; each group is stored as soon as it is done.
-        missing = [name for name in self.blocks_ if name not in outputs]
-        parallel = [n for n in missing if self.blocks_[n].row_parallel]
-        for group in (parallel, [n for n in missing if n not in parallel]):
-            if not group:
-                continue
-            self._transform_group(group, battles, outputs, seconds)
-            for name in group if self.store is not None else ():
-                block = self.blocks_[name]
-                state, arrays = block.get_state() if fit else ({}, {})
-                meta = {"block": name, "version": block.version, "rows": len(battles)}
-                self.store.save(keys[name], outputs[name], state, arrays, meta)
-        self.stats_ = []
-        for name in self.blocks_:
-            hit = name not in missing
-            matrix = outputs[name]
-            self.stats_.append(
-                {
-                    "block": name,
-                    "columns": len(matrix.columns),
-                    "rows": matrix.n_rows,
-                    "seconds": round(seconds[name], 6),
-                    "rows_per_s": round(matrix.n_rows / max(seconds[name], 1e-9), 1),
-                    "cache": "-" if self.store is None else ("hit" if hit else "miss"),
-                }
-            )
-            logger.info(
-                "%s: %d columns, %d rows, %.2f s (%s)",
-                name,
-                len(matrix.columns),
-                matrix.n_rows,
-                seconds[name],
-                self.stats_[-1]["cache"],
-            )
-        return FeatureMatrix.concat([outputs[name] for name in self.blocks_])
+            run.keys[name] = block_key(block, fingerprint, mode.cache_tag(block))
+            entry = self.store.load(run.keys[name])
+            if entry is not None:
+                if mode is RunMode.FIT:
+                    block.set_state(entry.state, entry.arrays)
+                run.outputs[name] = entry.matrix
+            run.seconds[name] += time.perf_counter() - started
+
+    def _fit_misses(self, battles: pd.DataFrame, run: _RunRecord) -> None:
+        """Fit the blocks the cache missed (stateful row-parallel ones side by side)."""
+        to_fit = [name for name in self.blocks_ if name not in run.outputs]
+        if not to_fit:
+            return
+        logger.info("fitting %s on %d rows", ", ".join(to_fit), len(battles))
+        fit_seconds = fit_blocks(
+            [self.blocks_[name] for name in to_fit], battles, self.n_jobs
+        )
+        for name, took in zip(to_fit, fit_seconds, strict=True):
+            run.seconds[name] += took
+
+    def _transform_groups(self, names: list[str]) -> list[list[str]]:
+        """The row-parallel blocks together, then the rest (the transformer) alone."""
+        parallel = [name for name in names if self.blocks_[name].row_parallel]
+        alone = [name for name in names if name not in parallel]
+        return [group for group in (parallel, alone) if group]
 
     def _transform_group(
-        self,
-        names: list[str],
-        battles: pd.DataFrame,
-        outputs: dict[str, FeatureMatrix],
-        seconds: dict[str, float],
+        self, names: list[str], battles: pd.DataFrame, run: _RunRecord
     ) -> None:
         blocks = [self.blocks_[name] for name in names]
         jobs = self.n_jobs if blocks[0].row_parallel else None  # groups are uniform
@@ -167,16 +200,62 @@ class FeaturePipeline:
                 blocks, battles, jobs, on_chunk=bar.update
             )
         for name, matrix, block_seconds in zip(names, matrices, spent, strict=True):
-            outputs[name] = matrix
-            seconds[name] += block_seconds
+            run.outputs[name] = matrix
+            run.seconds[name] += block_seconds
+
+    def _write_cache(
+        self, names: list[str], battles: pd.DataFrame, mode: RunMode, run: _RunRecord
+    ) -> None:
+        """Store the outputs of `names` as soon as their group is done.
+
+        Only a fit's entry holds the fitted state: a transform's cannot restore one.
+        """
+        if self.store is None:
+            return
+        for name in names:
+            block = self.blocks_[name]
+            state, arrays = block.get_state() if mode is RunMode.FIT else ({}, {})
+            meta = {"block": name, "version": block.version, "rows": len(battles)}
+            self.store.save(run.keys[name], run.outputs[name], state, arrays, meta)
+
+    def _block_stats(
+        self, run: _RunRecord, computed: list[str]
+    ) -> list[dict[str, Any]]:
+        """Columns, rows, seconds, rows/s and cache use of each block, logged."""
+        stats = []
+        for name in self.blocks_:
+            matrix = run.outputs[name]
+            seconds = run.seconds[name]
+            cache = "-"
+            if self.store is not None:
+                cache = "miss" if name in computed else "hit"
+            stats.append(
+                {
+                    "block": name,
+                    "columns": len(matrix.columns),
+                    "rows": matrix.n_rows,
+                    "seconds": round(seconds, 6),
+                    "rows_per_s": round(matrix.n_rows / max(seconds, 1e-9), 1),
+                    "cache": cache,
+                }
+            )
+            logger.info(
+                "%s: %d columns, %d rows, %.2f s (%s)",
+                name,
+                len(matrix.columns),
+                matrix.n_rows,
+                seconds,
+                cache,
+            )
+        return stats
 
     def fit_transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Fit every block on ``battles`` and return their concatenated output."""
-        return self._run(battles, fit=True)
+        return self._run(battles, RunMode.FIT)
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Output of the fitted blocks for new battles."""
-        return self._run(battles, fit=False)
+        return self._run(battles, RunMode.TRANSFORM)
 
     def save_state(self, directory: Path) -> None:
         """Write each fitted block's params and state under ``directory/<name>/``."""

@@ -1,11 +1,19 @@
 """From feature matrices to calibrated, swap-symmetric preference probabilities."""
 
 from models.artifact import FORMAT_VERSION, ModelIntegrityError
-from models.calibration import TemperatureScaler, multiclass_log_loss
+from models.calibration import TemperatureScaler
 from models.folds import make_folds, prompt_groups, subsample_groups
 from models.label_shift import adjust_to_prior, estimate_prior_em
+from models.metrics import multiclass_log_loss
 from models.preference import PreferenceModel
 from models.stacking import BoosterStacker
+from models.transfer import (
+    decisive_auc,
+    decisive_log_loss,
+    model_fit_predict,
+    source_families,
+    transfer_table,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -14,9 +22,14 @@ __all__ = [
     "PreferenceModel",
     "TemperatureScaler",
     "adjust_to_prior",
+    "decisive_auc",
+    "decisive_log_loss",
     "estimate_prior_em",
     "make_folds",
+    "model_fit_predict",
     "multiclass_log_loss",
     "prompt_groups",
+    "source_families",
     "subsample_groups",
+    "transfer_table",
 ]

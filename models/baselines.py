@@ -7,6 +7,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 
+from models.metrics import PROBA_CLIP
+
 __all__ = ["length_features", "length_logreg_oof", "prior_oof"]
 
 
@@ -29,7 +31,7 @@ def length_logreg_oof(
         proba = np.zeros((valid.sum(), 3))
         proba[:, model.classes_] = model.predict_proba(X[valid])
         oof[valid] = proba
-    return np.clip(oof, 1e-15, 1)
+    return np.clip(oof, PROBA_CLIP, 1)
 
 
 def prior_oof(

@@ -3,7 +3,7 @@
 The model owns every fitted piece: the feature blocks, one booster per fold
 for each booster kind, the stacker that blends them and the temperature that
 calibrates the blend. Predictions are exactly A/B swap-symmetric by default:
-``p(swap(x)) == p(x)[:, [1, 0, 2]]``.
+``p(swap(x)) == p(x)[:, SWAP_LABELS]``.
 """
 
 from __future__ import annotations
@@ -12,38 +12,78 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
 
-from features.battles import CLASSES, as_battles, truncate_battles
+from features.battles import CLASSES, SWAP_LABELS, as_battles, truncate_battles
 from features.blocks.base import FeatureMatrix, swap_permutation
+from features.errors import InvalidParameterError, NotFittedError
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
+from features.validation import (
+    Interval,
+    Options,
+    ParameterTable,
+    Predicate,
+    check_parameters,
+)
+from models.anchor import StyleAnchor
 from models.artifact import MODEL_FILE, read_model_dir, reading_file, write_model_dir
-from models.calibration import TemperatureScaler, multiclass_log_loss
-from models.folds import make_folds, prompt_groups
-from models.gbdt import BOOSTERS, FoldResult, stack_rows, train_folds
-from models.label_shift import adjust_to_prior, estimate_prior_em
+from models.calibration import TemperatureScaler
+from models.gbdt import (
+    BOOSTERS,
+    FoldResult,
+    stack_rows,
+    train_folds,
+    unknown_boosters,
+)
+from models.label_shift import (
+    adjust_to_prior,
+    estimate_prior_em,
+    estimate_tie_share,
+    tie_confusion,
+    tie_only_prior,
+)
+from models.metrics import clipped_log, multiclass_log_loss
 from models.rules import apply_degenerate_rules
-from models.stacking import BoosterStacker
+from models.sources import row_weights, training_folds
+from models.stacking import STACK_METHODS, BoosterStacker
 
 __all__ = ["PreferenceModel", "DEFAULT_BLOCKS"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {"lengths": {}, "flags": {}}
-_MIRROR = np.array([1, 0, 2])  # class order after swapping A and B
-_EPS = 1e-15
 
 
 def _mirror(proba: NDArray) -> NDArray:
-    return proba[:, _MIRROR]
+    return proba[:, SWAP_LABELS]
+
+
+def _is_weight_map(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(name, str)
+        and isinstance(weight, Real)
+        and not isinstance(weight, bool)
+        and weight >= 0
+        for name, weight in value.items()
+    )
+
+
+def _is_booster_list(value: Any) -> bool:
+    """A non-empty list of names from :data:`models.gbdt.BOOSTERS`."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) > 0
+        and not unknown_boosters(value)
+    )
 
 
 class PreferenceModel(BaseEstimator):
@@ -59,11 +99,12 @@ class PreferenceModel(BaseEstimator):
         Params per booster kind, including ``num_boost_round`` and
         ``early_stopping_rounds``.
     n_folds : int, default=5
-        Prompt-grouped, label-stratified folds.
+        Prompt-grouped, label-stratified folds; at least 2.
     seed : int, default=0
-        Seed for folds and boosters.
+        Seed for folds and boosters; >= 0.
     max_chars : int or None, default=50000
-        Characters kept per field (the start is cut first), in fit and predict.
+        Characters kept per field (the start is cut first), in fit and predict;
+        >= 1, or None to keep everything.
     stack_method : {"auto", "blend", "logreg"}, default="auto"
         How booster predictions are combined (see ``BoosterStacker``).
     calibrate : bool, default=True
@@ -77,6 +118,24 @@ class PreferenceModel(BaseEstimator):
     degenerate_rules : bool or "auto", default=False
         Fixed answers for empty and identical responses; "auto" keeps them
         only if they lower the out-of-fold log loss.
+    group_by : {"prompt", "source"}, default="prompt"
+        What the folds keep together, and so what early stopping, stacking,
+        the temperature and :meth:`fit_prior` are validated on:
+
+        - "prompt": battles with the same prompt (in-source accuracy);
+        - "source": whole source families (the part of the ``source`` column
+          before ``:``), so that all of these are chosen for battles from a
+          source the model never saw.
+    source_weights : "balanced", dict of str to float, or None, default=None
+        Row weights by source: "balanced" gives every source family the same
+        total weight; a dict names a weight (>= 0; 0 excludes the source from
+        fitting) per family or full source name (unnamed: 1). Needs a
+        ``source`` column.
+    anchor : bool, default=False
+        Start the boosters from a :class:`models.anchor.StyleAnchor` (a
+        sign-constrained model of length, markdown style, refusals and empty
+        answers) so the trees learn only what it misses; used identically in
+        fit and predict.
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -108,9 +167,32 @@ class PreferenceModel(BaseEstimator):
     >>> model.predict_proba(test_df)  # doctest: +SKIP
     """
 
-    _allowed = {
-        "stack_method": ("auto", "blend", "logreg"),
-        "boosters": tuple(BOOSTERS),
+    _allowed_values: ClassVar[ParameterTable] = {
+        "blocks": [Mapping, None],
+        "boosters": [
+            Predicate(
+                _is_booster_list, f"a non-empty list of names from {sorted(BOOSTERS)}"
+            )
+        ],
+        "booster_params": [Mapping, None],
+        "n_folds": [Interval(Integral, 2, None)],
+        "seed": [Interval(Integral, 0, None)],
+        "max_chars": [Interval(Integral, 1, None), None],
+        "stack_method": [Options(STACK_METHODS)],
+        "calibrate": [bool],
+        "per_class_bias": [bool],
+        "swap_augment": [bool],
+        "swap_average": [bool],
+        "degenerate_rules": [bool, Options(("auto",))],
+        "group_by": [Options(("prompt", "source"))],
+        "source_weights": [
+            Options(("balanced",)),
+            Predicate(_is_weight_map, "a dict of source name to a weight >= 0"),
+            None,
+        ],
+        "anchor": [bool],
+        "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
+        "verbose": [bool],
     }
 
     def __init__(
@@ -128,6 +210,9 @@ class PreferenceModel(BaseEstimator):
         swap_augment: bool = False,
         swap_average: bool = True,
         degenerate_rules: bool | str = False,
+        group_by: str = "prompt",
+        source_weights: str | dict[str, float] | None = None,
+        anchor: bool = False,
         n_jobs: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -143,55 +228,13 @@ class PreferenceModel(BaseEstimator):
         self.swap_augment = swap_augment
         self.swap_average = swap_average
         self.degenerate_rules = degenerate_rules
+        self.group_by = group_by
+        self.source_weights = source_weights
+        self.anchor = anchor
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    @classmethod
-    def from_config(cls, config: Any, **overrides: Any) -> PreferenceModel:
-        """A model with the params of a loaded profile (``pipelines.config``)."""
-        training = config.training
-        params = {
-            "blocks": dict(config.features.blocks),
-            "boosters": tuple(training.boosters),
-            "booster_params": dict(training.booster_params),
-            "n_folds": training.n_folds,
-            "seed": config.seed,
-            "max_chars": config.data.max_chars,
-            "stack_method": training.stack_method,
-            "calibrate": training.calibrate,
-            "per_class_bias": training.per_class_bias,
-            "swap_augment": training.swap_augment,
-            "swap_average": training.swap_average,
-            "degenerate_rules": training.degenerate_rules,
-            "n_jobs": config.features.n_jobs,
-        }
-        params.update(overrides)
-        return cls(**params)
-
     # ------------------------------------------------------------------ fit
-    def _validate_params(self) -> None:
-        if self.stack_method not in self._allowed["stack_method"]:
-            raise ValueError(
-                f"The 'stack_method' of PreferenceModel must be one of "
-                f"{list(self._allowed['stack_method'])}. Got {self.stack_method!r}."
-            )
-        unknown = [b for b in self.boosters if b not in BOOSTERS]
-        if unknown or not self.boosters:
-            raise ValueError(
-                f"The 'boosters' of PreferenceModel must be a non-empty list from "
-                f"{sorted(BOOSTERS)}. Got {list(self.boosters)!r}."
-            )
-        if self.degenerate_rules not in (True, False, "auto"):
-            raise ValueError(
-                "The 'degenerate_rules' of PreferenceModel must be True, False or "
-                f"'auto'. Got {self.degenerate_rules!r}."
-            )
-        if not isinstance(self.n_folds, int) or self.n_folds < 2:
-            raise ValueError(
-                "The 'n_folds' of PreferenceModel must be an int >= 2. "
-                f"Got {self.n_folds!r}."
-            )
-
     def _prepare(self, battles: Any) -> pd.DataFrame:
         return truncate_battles(as_battles(battles), self.max_chars)
 
@@ -226,8 +269,13 @@ class PreferenceModel(BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        InvalidParameterError
+            A parameter outside its allowed values (see Parameters).
         """
-        self._validate_params()
+        check_parameters(self)
         table = self._prepare(battles)
         labels = self._labels(table, y)
         pipeline = FeaturePipeline(
@@ -240,11 +288,25 @@ class PreferenceModel(BaseEstimator):
         self.pipeline_ = pipeline
         self.feature_names_out_ = list(features.columns)
         self._swap_order, self._swap_sign = swap_permutation(features.columns)
+        weight = row_weights(table, self.source_weights)
         if folds is None:
-            folds = make_folds(labels, prompt_groups(table), self.n_folds, self.seed)
+            folds = training_folds(
+                table,
+                labels,
+                group_by=self.group_by,
+                n_folds=self.n_folds,
+                seed=self.seed,
+                weight=weight,
+            )
         self.folds_ = np.asarray(folds, dtype=np.int64)
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
+        self.anchor_ = None
+        if self.anchor:
+            self.anchor_ = StyleAnchor().fit(
+                features.values, features.columns, labels, weight
+            )
+        init = self._init_score(features.values)
         self.fold_results_: dict[str, FoldResult] = {}
         booster_oof = []
         for name in self.boosters:
@@ -256,13 +318,16 @@ class PreferenceModel(BaseEstimator):
                 labels,
                 self.folds_,
                 seed=self.seed,
+                weight=weight,
                 swap_features=self._swap_features,
                 swap_augment=self.swap_augment,
                 verbose=self.verbose,
+                init_score=init,
             )
             self.fold_results_[name] = result
-            booster_oof.append(self._oof_booster(result, features.values))
-        self._fit_head(booster_oof, labels)
+            booster_oof.append(self._oof_booster(result, features.values, init))
+        self._fit_head(booster_oof, labels, weight)
+        self.tie_confusion_ = tie_confusion(self.oof_proba_, labels, weight)
         self._choose_rules(table, labels)
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
@@ -284,25 +349,36 @@ class PreferenceModel(BaseEstimator):
             )
         return table["label"].to_numpy(dtype=np.int64)
 
-    def _oof_booster(self, result: FoldResult, X: Any) -> NDArray:
+    def _init_score(self, X: Any) -> NDArray | None:
+        """The anchor's log-probabilities: the boosters' starting score."""
+        if getattr(self, "anchor_", None) is None:
+            return None
+        return self.anchor_.log_proba(X, self.feature_names_out_)
+
+    def _oof_booster(self, result: FoldResult, X: Any, init: NDArray | None) -> NDArray:
         if not self.swap_average:
             return result.oof
         swapped = np.zeros_like(result.oof)
         X_swapped = self._swap_features(X)
+        init_swapped = None if init is None else _mirror(init)
         for fold, model in enumerate(result.models):
             rows = np.flatnonzero(self.folds_ == fold)
-            swapped[rows] = model.predict_proba(X_swapped[rows])
+            swapped[rows] = model.predict_proba(
+                X_swapped[rows], None if init_swapped is None else init_swapped[rows]
+            )
         return (result.oof + _mirror(swapped)) / 2
 
-    def _fit_head(self, booster_oof: list[NDArray], labels: NDArray) -> None:
+    def _fit_head(
+        self, booster_oof: list[NDArray], labels: NDArray, weight: NDArray | None
+    ) -> None:
         self.stacker_ = BoosterStacker(method=self.stack_method).fit(
-            booster_oof, labels
+            booster_oof, labels, sample_weight=weight
         )
         self.scaler_ = None
         stacked = self._stacked(booster_oof)
         if self.calibrate:
             self.scaler_ = TemperatureScaler(per_class_bias=self.per_class_bias)
-            self.scaler_.fit(np.log(np.clip(stacked, _EPS, 1)), labels)
+            self.scaler_.fit(clipped_log(stacked), labels, sample_weight=weight)
         self.oof_proba_ = self._head(booster_oof)
         self.metrics_ = {
             "n_rows": int(len(labels)),
@@ -349,7 +425,7 @@ class PreferenceModel(BaseEstimator):
     def _calibrated(self, stacked: NDArray) -> NDArray:
         if self.scaler_ is None:
             return stacked
-        return self.scaler_.predict_proba(np.log(np.clip(stacked, _EPS, 1)))
+        return self.scaler_.predict_proba(clipped_log(stacked))
 
     def _head(self, booster_proba: list[NDArray]) -> NDArray:
         """Stack, then calibrate; both steps keep the A/B symmetry exact."""
@@ -379,16 +455,21 @@ class PreferenceModel(BaseEstimator):
             # overhead, which dominates small batches (same numbers: rows are
             # predicted independently).
             X = stack_rows(X, self._swap_features(X))
+        init = self._init_score(X)
         outputs = []
         for name in self.boosters:
-            proba = self.fold_results_[name].predict_proba(X)
+            proba = self.fold_results_[name].predict_proba(X, init)
             if self.swap_average:
                 proba = (proba[:n_rows] + _mirror(proba[n_rows:])) / 2
             outputs.append(proba)
         return outputs
 
     def predict_proba(
-        self, battles: Any, *, class_prior: ArrayLike | None = None
+        self,
+        battles: Any,
+        *,
+        class_prior: ArrayLike | None = None,
+        tie_rate: float | None = None,
     ) -> NDArray[np.float64]:
         """Probabilities (n, 3) of A wins, B wins, tie, in :data:`CLASSES` order.
 
@@ -399,7 +480,20 @@ class PreferenceModel(BaseEstimator):
         class_prior : array-like of shape (3,), default=None
             Shift predictions from the training prior to this one (label
             shift); None uses the prior from :meth:`fit_prior`, if any.
+        tie_rate : float, default=None
+            Shift only the tie share to this target rate: P(A) / (P(A) + P(B))
+            stays as predicted. Exclusive with ``class_prior``.
+
+        Raises
+        ------
+        InvalidParameterError
+            Both ``class_prior`` and ``tie_rate``, or a value out of range.
         """
+        if class_prior is not None and tie_rate is not None:
+            raise InvalidParameterError(
+                "predict_proba takes class_prior or tie_rate, not both: tie_rate "
+                "moves only the tie share, class_prior all three."
+            )
         self._check_fitted()
         table = self._prepare(battles)
         if table.empty:
@@ -408,6 +502,8 @@ class PreferenceModel(BaseEstimator):
         features = self.pipeline_.transform(table)
         proba = self._head(self._booster_proba(features.values))
         prior = class_prior if class_prior is not None else self.target_prior_
+        if tie_rate is not None:
+            prior = tie_only_prior(self.train_prior_, tie_rate)
         if prior is not None:
             proba = adjust_to_prior(proba, self.train_prior_, prior)
         if self.use_rules_:
@@ -419,21 +515,56 @@ class PreferenceModel(BaseEstimator):
         return self.classes_[self.predict_proba(battles).argmax(axis=1)]
 
     def fit_prior(
-        self, battles: Any, *, prior_strength: float = 1.0
+        self, battles: Any, *, method: str = "bbse", prior_strength: float = 1.0
     ) -> PreferenceModel:
-        """Estimate the class prior of unlabelled battles by EM and use it.
+        """Estimate the tie share (or class prior) of unlabelled battles; use it.
 
-        Preference data drifts (tie rates differ between sources); this
-        re-targets predictions without labels (Saerens et al., 2002).
-        ``prior_strength`` is passed to
-        :func:`models.label_shift.estimate_prior_em`.
+        Tie rates differ between sources (0% to 50% in the corpus); this
+        re-targets predictions without labels.
+
+        Parameters
+        ----------
+        battles : DataFrame, list of dict or dict of lists
+            Unlabelled battles of the target set.
+        method : {"bbse", "em"}, default="bbse"
+            - "bbse": black-box shift estimation of the tie share alone
+              (:func:`models.label_shift.estimate_tie_share`) from how the
+              out-of-fold predictions behaved; only the tie share moves. Fit
+              with ``group_by="source"`` so that those predictions hold out
+              whole sources, as the target set is.
+            - "em": MAP-EM over all three classes (Saerens et al., 2002) with
+              ``prior_strength``. It trusts the posteriors on the target set;
+              on a source whose answers look like those of tie-heavy sources
+              it moves toward more ties even when there are none.
+        prior_strength : float, default=1.0
+            Pseudo-counts of the training prior for "em".
+
+        Raises
+        ------
+        InvalidParameterError
+            An unknown method, or "bbse" on a model saved without its
+            out-of-fold tie confusion.
         """
         self._check_fitted()
+        if method not in ("bbse", "em"):
+            raise InvalidParameterError(
+                f"The 'method' parameter of fit_prior must be 'bbse' or 'em'. "
+                f"Got {method!r}."
+            )
         self.target_prior_ = None
         proba = self.predict_proba(battles)
-        self.target_prior_ = estimate_prior_em(
-            proba, self.train_prior_, prior_strength=prior_strength
-        )
+        if method == "em":
+            self.target_prior_ = estimate_prior_em(
+                proba, self.train_prior_, prior_strength=prior_strength
+            )
+            return self
+        if getattr(self, "tie_confusion_", None) is None:
+            raise InvalidParameterError(
+                "this model was saved without its out-of-fold tie confusion; refit "
+                "it, or use fit_prior(..., method='em')."
+            )
+        tie_share = estimate_tie_share(self.tie_confusion_, proba)
+        self.target_prior_ = tie_only_prior(self.train_prior_, tie_share)
         return self
 
     def explain(self, battles: Any, top: int = 5) -> pd.DataFrame:
@@ -520,6 +651,8 @@ class PreferenceModel(BaseEstimator):
             "scaler": None if self.scaler_ is None else self.scaler_.to_dict(),
             "metrics": self.metrics_,
             "use_rules": self.use_rules_,
+            "anchor": None if self.anchor_ is None else self.anchor_.to_dict(),
+            "tie_confusion": np.asarray(self.tie_confusion_).tolist(),
         }
         return write_model_dir(directory, fill, meta)
 
@@ -556,6 +689,10 @@ class PreferenceModel(BaseEstimator):
             )
             model.metrics_ = meta["metrics"]
             model.use_rules_ = bool(meta["use_rules"])
+            anchor = meta.get("anchor")
+            model.anchor_ = None if anchor is None else StyleAnchor.from_dict(anchor)
+            confusion = meta.get("tie_confusion")
+            model.tie_confusion_ = None if confusion is None else np.asarray(confusion)
             model.classes_ = np.asarray(meta["classes"])
             model.n_features_in_ = len(model.feature_names_out_)
             best_iterations = {

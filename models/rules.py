@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from features.battles import SWAP_LABELS
+
 __all__ = ["EMPTY_A", "IDENTICAL", "apply_degenerate_rules", "degenerate_masks"]
 
 EMPTY_A = np.array([0.04, 0.88, 0.08])
@@ -41,6 +43,6 @@ def apply_degenerate_rules(
     masks = degenerate_masks(battles)
     out = proba.copy()
     out[masks["empty_a"]] = EMPTY_A
-    out[masks["empty_b"]] = EMPTY_A[[1, 0, 2]]
+    out[masks["empty_b"]] = EMPTY_A[SWAP_LABELS]
     out[masks["identical"]] = IDENTICAL
     return out

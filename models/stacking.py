@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -25,22 +26,20 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from models.calibration import (
-    PROBA_CLIP,
-    _check_labels,
-    _check_n_columns,
-    _check_params,
-    _check_sample_weight,
-    _check_scores,
-    _check_state_header,
-    _ParameterRule,
-    log_softmax,
-    multiclass_log_loss,
+from features.validation import Interval, Options, ParameterTable, check_parameters
+from models._inputs import (
+    check_n_columns,
+    check_scores,
+    check_state_header,
+    check_targets,
 )
+from models.metrics import PROBA_CLIP, log_softmax, multiclass_log_loss
 
 logger = logging.getLogger(__name__)
 
-_METHODS = ("auto", "blend", "logreg")
+STACK_METHODS: tuple[str, ...] = ("auto", "blend", "logreg")
+"""Values of :class:`BoosterStacker`'s ``method`` (and of ``PreferenceModel``'s
+``stack_method``)."""
 # What `method_` can be after fit; "best_single" is weight 1 on the best input.
 _FITTED_METHODS = ("best_single", "blend", "logreg")
 _CV_FOLDS = 5
@@ -108,9 +107,9 @@ class BoosterStacker(BaseEstimator):
     - a 2-D array of shape (n_samples, n_classes), read as a single model (M = 1).
       This is the form scikit-learn's generic checks use.
 
-    Values must be finite and non-negative. Each row is clipped at 1e-15 and
-    divided by its sum, so probabilities stored as float32 are fine; pass
-    probabilities, not logits.
+    Values must be finite and non-negative. Each row is clipped at
+    :data:`models.metrics.PROBA_CLIP` and divided by its sum, so probabilities
+    stored as float32 are fine; pass probabilities, not logits.
 
     Examples
     --------
@@ -128,17 +127,9 @@ class BoosterStacker(BaseEstimator):
     """
 
     # Allowed values per parameter, checked first in fit.
-    _parameter_rules: ClassVar[dict[str, _ParameterRule]] = {
-        "method": (
-            (str,),
-            lambda value: value in _METHODS,
-            "one of " + ", ".join(repr(name) for name in _METHODS),
-        ),
-        "C": (
-            (numbers.Real,),
-            lambda value: 0 < value < np.inf,
-            "a finite float > 0",
-        ),
+    _allowed_values: ClassVar[ParameterTable] = {
+        "method": [Options(STACK_METHODS)],
+        "C": [Interval(numbers.Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -182,35 +173,21 @@ class BoosterStacker(BaseEstimator):
 
         Raises
         ------
+        InvalidParameterError
+            If a parameter is outside its allowed values.
         TypeError
-            If a parameter or the input has the wrong type (e.g. sparse).
+            If the input has the wrong type (e.g. sparse).
         ValueError
-            If a parameter value is invalid, the probabilities are malformed,
-            `y`/`sample_weight` do not match them, or ``method="logreg"`` and a
-            class is missing from `y`.
+            If the probabilities are malformed, `y`/`sample_weight` do not match
+            them, or ``method="logreg"`` and a class is missing from `y`.
         """
-        _check_params(self, self._parameter_rules)
+        check_parameters(self)
         owner = f"{type(self).__name__}.fit"
         stacked = _check_probas(probas, owner=owner)
         n_models, n_samples, n_classes = stacked.shape
-        labels = _check_labels(y, n_samples=n_samples, n_classes=n_classes, owner=owner)
-        weights = _check_sample_weight(sample_weight, n_samples=n_samples, owner=owner)
-
-        input_losses = [
-            multiclass_log_loss(labels, model_proba, weights) for model_proba in stacked
-        ]
-        best_index = int(np.argmin(input_losses))
-        best_single = np.zeros(n_models)
-        best_single[best_index] = 1.0
-        scores = {"best_single": input_losses[best_index]}
-
-        blend_weights = None
-        if self.method in ("auto", "blend"):
-            blend_weights = _fit_blend_weights(stacked, labels, weights, best_single)
-            blend_proba = np.tensordot(blend_weights, stacked, axes=1)
-            scores["blend"] = multiclass_log_loss(labels, blend_proba, weights)
-
-        features = None
+        labels, weights = check_targets(
+            y, sample_weight, n_samples=n_samples, n_classes=n_classes, owner=owner
+        )
         missing = np.setdiff1d(np.arange(n_classes), labels)
         if self.method == "logreg" and missing.size:
             raise ValueError(
@@ -218,44 +195,80 @@ class BoosterStacker(BaseEstimator):
                 f"{missing.tolist()} never occur. Use method='blend' or add samples "
                 "of every class."
             )
-        if self.method in ("auto", "logreg") and not missing.size:
-            features = _log_features(stacked)
-            cv_proba = _cross_validated_logreg_proba(
-                features, labels, weights, float(self.C), n_classes
-            )
-            if cv_proba is not None:
-                scores["logreg"] = multiclass_log_loss(labels, cv_proba, weights)
-
-        if self.method == "auto":
-            # Strict improvement needed, so ties keep the simpler combination.
-            chosen = "best_single"
-            for candidate in ("blend", "logreg"):
-                if candidate in scores and scores[candidate] < scores[chosen]:
-                    chosen = candidate
-        else:
-            chosen = self.method
-
-        self.method_ = chosen
-        self.weights_ = {"best_single": best_single, "blend": blend_weights}.get(chosen)
-        self.coef_ = None
-        self.intercept_ = None
-        if chosen == "logreg":
-            self.coef_, self.intercept_ = _fit_logreg(
-                features, labels, weights, float(self.C), n_classes
-            )
-        self.oof_log_loss_ = scores
-        self.n_models_ = n_models
-        self.n_classes_ = n_classes
-        self.classes_ = np.arange(n_classes)
-        self.n_features_in_ = n_classes
+        candidates = self._score_candidates(
+            stacked, labels, weights, every_class=not missing.size
+        )
+        chosen = (
+            _best_candidate(candidates.scores) if self.method == "auto" else self.method
+        )
+        self._keep(chosen, candidates, labels, weights)
         logger.info(
             "stacking %d models on %d samples: chose %s; OOF log loss %s",
             n_models,
             n_samples,
             chosen,
-            {name: round(score, 5) for name, score in scores.items()},
+            {name: round(score, 5) for name, score in candidates.scores.items()},
         )
         return self
+
+    def _score_candidates(
+        self,
+        stacked: NDArray[np.float64],
+        labels: NDArray[np.intp],
+        weights: NDArray[np.float64],
+        *,
+        every_class: bool,
+    ) -> _Candidates:
+        """Fit and score, on the out-of-fold inputs, the combinations `method` allows.
+
+        The logistic regression is scored by a cross-validated prediction and
+        only when every class occurs; the blend on the rows it was fitted on.
+        """
+        best_single, best_single_loss = _best_single_weights(stacked, labels, weights)
+        scores = {"best_single": best_single_loss}
+        blend_weights = None
+        if self.method in ("auto", "blend"):
+            blend_weights = _fit_blend_weights(stacked, labels, weights, best_single)
+            blend_proba = np.tensordot(blend_weights, stacked, axes=1)
+            scores["blend"] = multiclass_log_loss(labels, blend_proba, weights)
+        features = None
+        if self.method in ("auto", "logreg") and every_class:
+            features = _log_features(stacked)
+            cv_proba = _cross_validated_logreg_proba(
+                features, labels, weights, float(self.C), stacked.shape[2]
+            )
+            if cv_proba is not None:
+                scores["logreg"] = multiclass_log_loss(labels, cv_proba, weights)
+        return _Candidates(
+            scores, best_single, blend_weights, features, n_classes=stacked.shape[2]
+        )
+
+    def _keep(
+        self,
+        chosen: str,
+        candidates: _Candidates,
+        labels: NDArray[np.intp],
+        weights: NDArray[np.float64],
+    ) -> None:
+        """Store the chosen combination, refitting a logistic regression on all rows."""
+        n_models = candidates.best_single.size
+        n_classes = candidates.n_classes
+        self.method_ = chosen
+        self.weights_ = {
+            "best_single": candidates.best_single,
+            "blend": candidates.blend_weights,
+        }.get(chosen)
+        self.coef_ = None
+        self.intercept_ = None
+        if chosen == "logreg":
+            self.coef_, self.intercept_ = _fit_logreg(
+                candidates.log_features, labels, weights, float(self.C), n_classes
+            )
+        self.oof_log_loss_ = candidates.scores
+        self.n_models_ = n_models
+        self.n_classes_ = n_classes
+        self.classes_ = np.arange(n_classes)
+        self.n_features_in_ = n_classes
 
     def predict_proba(self, probas: ProbasLike) -> NDArray[np.float64]:
         """Combine the base models' probabilities; each row sums to 1.
@@ -287,7 +300,7 @@ class BoosterStacker(BaseEstimator):
                 f"stacker was fitted on {self.n_models_}. Pass the same base models "
                 "in the same order as in fit."
             )
-        _check_n_columns(stacked[0], self.n_classes_, name)
+        check_n_columns(stacked[0], self.n_classes_, name)
         if self.method_ == "logreg":
             scores = _log_features(stacked) @ self.coef_.T + self.intercept_
             return np.exp(log_softmax(scores))
@@ -360,7 +373,7 @@ class BoosterStacker(BaseEstimator):
             If `state` is not a saved BoosterStacker of a known format, or its
             arrays have the wrong shapes.
         """
-        _check_state_header(state, cls.__name__, _FORMAT_VERSION)
+        check_state_header(state, cls.__name__, _FORMAT_VERSION)
         where = f"{cls.__name__}.from_dict"
         try:
             stacker = cls(**state["params"])
@@ -409,6 +422,22 @@ class BoosterStacker(BaseEstimator):
         return stacker
 
 
+@dataclass(frozen=True)
+class _Candidates:
+    """The combinations scored on the out-of-fold inputs, and what refits them."""
+
+    scores: dict[str, float]
+    """Log loss of each candidate scored, by name."""
+    best_single: NDArray[np.float64]
+    """One-hot blend weights of the best input model."""
+    blend_weights: NDArray[np.float64] | None
+    """Fitted blend weights; None when the blend was not a candidate."""
+    log_features: NDArray[np.float64] | None
+    """Inputs of the logistic regression; None when it was not a candidate."""
+    n_classes: int
+    """Columns of each input array."""
+
+
 def _check_probas(
     probas: ProbasLike, *, owner: str, min_columns: int = 2
 ) -> NDArray[np.float64]:
@@ -423,7 +452,7 @@ def _check_probas(
                 "array per base model."
             )
         arrays = [
-            _check_scores(
+            check_scores(
                 model_proba,
                 name=f"probas[{index}]",
                 owner=owner,
@@ -439,13 +468,13 @@ def _check_probas(
             )
     elif scipy.sparse.issparse(probas):
         arrays = [
-            _check_scores(probas, name="probas", owner=owner, min_columns=min_columns)
+            check_scores(probas, name="probas", owner=owner, min_columns=min_columns)
         ]
     else:
         raw = np.asarray(probas)
         if raw.ndim == 3:
             arrays = [
-                _check_scores(
+                check_scores(
                     model_proba,
                     name=f"probas[{index}]",
                     owner=owner,
@@ -455,7 +484,7 @@ def _check_probas(
             ]
         elif raw.ndim == 2:
             arrays = [
-                _check_scores(raw, name="probas", owner=owner, min_columns=min_columns)
+                check_scores(raw, name="probas", owner=owner, min_columns=min_columns)
             ]
         else:
             raise ValueError(
@@ -474,6 +503,31 @@ def _check_probas(
         )
     stacked = np.clip(stacked, PROBA_CLIP, None)
     return stacked / stacked.sum(axis=2, keepdims=True)
+
+
+def _best_single_weights(
+    stacked: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    weights: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], float]:
+    """One-hot blend weights of the best input model, and its log loss."""
+    losses = [multiclass_log_loss(labels, proba, weights) for proba in stacked]
+    best_index = int(np.argmin(losses))
+    one_hot = np.zeros(len(stacked))
+    one_hot[best_index] = 1.0
+    return one_hot, losses[best_index]
+
+
+def _best_candidate(scores: Mapping[str, float]) -> str:
+    """The candidate with the lowest log loss; a tie keeps the simpler one.
+
+    Strict improvement is needed, in the order best_single, blend, logreg.
+    """
+    chosen = "best_single"
+    for candidate in ("blend", "logreg"):
+        if candidate in scores and scores[candidate] < scores[chosen]:
+            chosen = candidate
+    return chosen
 
 
 def _log_features(stacked: NDArray[np.float64]) -> NDArray[np.float64]:

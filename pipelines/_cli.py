@@ -8,18 +8,25 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from features.battles import BattleFormatError, read_battles, repair_report
-from pipelines.config import Config, ConfigError, load_config
+import pandas as pd
+
+from features.battles import read_battles, repair_report
+from features.errors import UserInputError
+from pipelines.config import Config, load_config
 
 logger = logging.getLogger(__name__)
 
-USER_ERRORS = (BattleFormatError, ConfigError, ValueError, TypeError, OSError)
+USER_ERRORS = (UserInputError, OSError)
 """Exceptions reported as one clear line (exit code 2) instead of a traceback.
 
-Bad data, configs, options and model directories raise these with a message
-saying what to fix (``ModelIntegrityError`` is a ValueError); OSError covers
-paths (missing, a directory, no permission, disk full). Any other exception is
-a bug: it keeps its traceback (exit code 1) so it can be reported.
+``UserInputError`` (``features.errors``) is what the project raises for bad
+data files, configs, parameters and model directories, with a message saying
+what to fix. ``OSError`` is what the operating system raises for the paths a
+user names: a missing file or model directory, a directory given for a file,
+no permission, a full disk; its message names the path, and no project type
+could say more. Anything else, a bare ``ValueError``, ``TypeError`` or
+``KeyError`` included, is a bug: it keeps its traceback (exit code 1) so that
+it can be reported.
 """
 
 
@@ -40,9 +47,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--data",
         type=Path,
         default=None,
-        help="battles: Kaggle train/test CSV, parquet, JSON Lines, arena dump or "
-        "chosen/rejected pairs (default: the synthetic demo set, written on "
-        "first use to artifacts/demo/train.csv)",
+        help="battles: Kaggle train/test CSV (also .csv.gz, or a .zip such as the "
+        "Kaggle download, with ARCHIVE.zip::test.csv naming the member), parquet, "
+        "JSON Lines, arena dump or chosen/rejected pairs (default: the synthetic "
+        "demo set, written on first use to artifacts/demo/train.csv)",
     )
     parser.add_argument(
         "--set",
@@ -95,13 +103,23 @@ def resolve_data(path: Path | None) -> Path:
     return DEMO_DATA
 
 
-def load_inputs(args: argparse.Namespace, *, labelled: bool | None):
-    """Config and battles from the common options; prints the repair report."""
-    config = load_config(args.config, args.overrides)
+def read_data(
+    args: argparse.Namespace, *, labelled: bool | None
+) -> tuple[pd.DataFrame, Path]:
+    """Battles of ``--data`` (or the demo set); prints the repair report."""
     data_path = resolve_data(args.data)
     battles = read_battles(data_path, labelled=labelled)
     report = repair_report(battles)
     print(f"{data_path}: {report}", file=sys.stderr)
+    return battles, data_path
+
+
+def load_inputs(
+    args: argparse.Namespace, *, labelled: bool | None
+) -> tuple[Config, pd.DataFrame, Path]:
+    """Config and battles from the common options; prints the repair report."""
+    config = load_config(args.config, args.overrides)
+    battles, data_path = read_data(args, labelled=labelled)
     return config, battles, data_path
 
 
@@ -132,6 +150,7 @@ __all__ = [
     "DEMO_DATA",
     "base_parser",
     "load_inputs",
+    "read_data",
     "resolve_data",
     "run_cli",
     "setup_logging",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from features.battles import truncate_battles
+from features.errors import ConfigError
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
 from pipelines._cli import base_parser, load_inputs, run_cli
@@ -61,9 +62,9 @@ def _main(args: argparse.Namespace) -> int:
         chosen = [name.strip() for name in args.blocks.split(",") if name.strip()]
         unknown = [name for name in chosen if name not in blocks]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"--blocks {unknown} are not in {config.source}; its blocks are "
-                f"{list(blocks)}."
+                f"{list(blocks)}. Pick from those, or add the block to the profile."
             )
         blocks = {name: blocks[name] for name in chosen}
     store = FeatureStore(args.store or config.features.store)

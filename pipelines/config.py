@@ -1,8 +1,12 @@
 """Profiles: one YAML file each, loaded once into typed, validated dataclasses.
 
-An unknown key anywhere is an error naming the key and the file; a
-``--set section.key=value`` override is applied before validation, so it is
-checked the same way.
+An unknown key anywhere is an error naming the key and the file, and so is a
+bad value: every value is checked at load by the rule of the code that will
+read it (the blocks' and the estimator's parameter tables, the booster,
+search-space, fold and storage checks of ``models``; see
+:func:`pipelines.estimator.check_config`), so nothing is computed from a
+profile that would fail later. A ``--set section.key=value`` override is
+applied before validation, so it is checked the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from features.errors import ConfigError
+from features.errors import ConfigError, InvalidParameterError
 
 __all__ = [
     "Config",
@@ -65,6 +69,9 @@ class TrainingConfig:
     swap_augment: bool = False
     swap_average: bool = True
     degenerate_rules: bool | str = False
+    group_by: str = "prompt"
+    source_weights: str | dict[str, float] | None = None
+    anchor: bool = False
     compare_swap_augment: bool = True
     out: str = "artifacts/model"
 
@@ -81,6 +88,8 @@ class TuningConfig:
     n_folds: int | None = None
     max_rows: int | None = None
     search_spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
+    heartbeat_interval: int = 10
+    grace_period: int = 60
 
 
 @dataclass(frozen=True)
@@ -153,45 +162,23 @@ def _build(cls: type, data: Any, where: str, source: str) -> Any:
 
 
 def _validate(config: Config) -> None:
+    """Check every value against the rules of the code that will read it."""
     from features.blocks import make_block
+    from features.validation import check_parameters
+    from pipelines.estimator import check_config
 
     for name, params in config.features.blocks.items():
         try:
-            make_block(name, params or {})
+            block = make_block(name, params or {})
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{config.source}: features.blocks: {err}") from err
-    n_jobs = config.features.n_jobs
-    if n_jobs is not None and (n_jobs == 0 or n_jobs < -1):
-        raise ConfigError(
-            f"{config.source}: features.n_jobs must be null or 1 (serial), -1 (one "
-            f"worker per core) or an int >= 2; got {n_jobs!r}."
-        )
-    training = config.training
-    if training.n_folds < 2:
-        raise ConfigError(
-            f"{config.source}: training.n_folds must be >= 2, got {training.n_folds}."
-        )
-    valid_boosters = ("lightgbm", "xgboost")
-    for booster in training.boosters:
-        if booster not in valid_boosters:
+        try:
+            check_parameters(block)
+        except InvalidParameterError as err:
             raise ConfigError(
-                f"{config.source}: unknown booster {booster!r} in training.boosters; "
-                f"valid boosters are {list(valid_boosters)}."
-            )
-    if not training.boosters:
-        raise ConfigError(f"{config.source}: training.boosters must not be empty.")
-    if training.degenerate_rules not in (True, False, "auto"):
-        raise ConfigError(
-            f"{config.source}: training.degenerate_rules must be true, false or "
-            f"auto, got {training.degenerate_rules!r}."
-        )
-    if config.tuning.max_rows is not None and config.tuning.max_rows < 100:
-        raise ConfigError(
-            f"{config.source}: tuning.max_rows must be null (all rows) or >= 100, "
-            f"got {config.tuning.max_rows!r}."
-        )
-    if config.tuning.n_trials < 0:
-        raise ConfigError(f"{config.source}: tuning.n_trials must be >= 0.")
+                f"{config.source}: features.blocks.{name}: {err}"
+            ) from err
+    check_config(config)
 
 
 def _parse_value(text: str) -> Any:
@@ -236,7 +223,8 @@ def load_config(
     Raises
     ------
     ConfigError
-        Unknown key, wrong type or invalid value; the message names the file.
+        Unknown key, wrong type or invalid value; the message names the key
+        and the file.
     FileNotFoundError
         No such profile.
     """

@@ -15,7 +15,8 @@ import numpy as np
 
 from features.battles import truncate_battles
 from models import PreferenceModel, make_folds, prompt_groups
-from pipelines._cli import base_parser, load_inputs, run_cli
+from pipelines._cli import base_parser, read_data, run_cli
+from pipelines.config import load_config
 from pipelines.report import build_report, write_report
 
 __all__ = ["main"]
@@ -36,9 +37,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    config, battles, data_path = load_inputs(args, labelled=True)
+    config = load_config(args.config, args.overrides)
+    # The model before the data: a wrong --model fails at once, not after the
+    # whole data file has been read and repaired.
     model = PreferenceModel.load(args.model)
     model.verbose = not args.quiet
+    battles, data_path = read_data(args, labelled=True)
     table = truncate_battles(battles, model.max_chars)
     labels = table["label"].to_numpy(dtype=np.int64)
     proba = model.predict_proba(table)

@@ -87,7 +87,8 @@ import logging
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from pipelines._demo_words import (
+    CODE_PROMPTS,
+    CODE_SENTENCES,
+    CODE_SNIPPETS,
+    CODE_TASKS,
+    EMOJI,
+    EN_ADJECTIVES,
+    EN_TOPICS,
+    GREETING_REPLIES,
+    GREETINGS,
+    LEXICONS,
+    WHITESPACE,
+    Lexicon,
+)
 from pipelines._files import write_csv_atomic
 
 logger = logging.getLogger(__name__)
@@ -105,21 +120,6 @@ COLUMNS: tuple[str, ...] = tuple(
 )
 TARGET_COLUMNS: tuple[str, ...] = ("winner_model_a", "winner_model_b", "winner_tie")
 
-QUIRK_RATES: dict[str, float] = {
-    "null_turn": 0.004,
-    "null_response": 0.004,
-    "both_null": 0.001,
-    "empty_response": 0.004,
-    "both_empty": 0.001,
-    "whitespace_response": 0.003,
-    "identical_responses": 0.02,
-    "greeting_prompt": 0.015,
-    "emoji": 0.03,
-    "lone_surrogate": 0.002,
-    "invalid_json": 0.0035,
-    "non_string_turn": 0.002,
-    "turn_mismatch": 0.003,
-}
 LONG_FIELD_MIN_ROWS = 2000
 _LONG_FIELD_CHARS = 135_000
 
@@ -176,175 +176,6 @@ class _LabelModel:
 _LABEL_MODEL = _LabelModel()
 
 
-@dataclass(frozen=True)
-class _Lexicon:
-    nouns: tuple[str, ...]
-    sentences: tuple[str, ...]
-    prompts: tuple[str, ...]
-    follow_ups: tuple[str, ...]
-    headers: tuple[str, ...]
-    refusals: tuple[str, ...]
-    sentence_joiner: str = " "
-
-
-def _lexicon(joiner: str = " ", **fields: str) -> _Lexicon:
-    """Build a lexicon from ``|``-separated strings, which keeps the tables short."""
-    return _Lexicon(
-        **{name: tuple(text.split("|")) for name, text in fields.items()},
-        sentence_joiner=joiner,
-    )
-
-
-_EN_TOPICS: tuple[tuple[str, ...], ...] = tuple(
-    tuple(topic.split("|"))
-    for topic in (
-        "sourdough bread|a cast-iron pan|knife skills|slow fermentation",
-        "budget travel|a rail pass|jet lag|packing light|travel insurance",
-        "recursion|unit testing|version control|memory management",
-        "the Roman Empire|the printing press|the Silk Road|medieval castles",
-        "black holes|photosynthesis|plate tectonics|the immune system",
-        "index funds|compound interest|a household budget|credit scores",
-        "sleep hygiene|strength training|stress management|hydration",
-        "jazz improvisation|watercolor painting|film noir|haiku",
-        "houseplants|a job interview|public speaking|remote work",
-    )
-)
-_EN_ADJECTIVES = "careful gradual practical structured flexible simple thorough".split()
-
-_LEXICONS: dict[str, _Lexicon] = {
-    "en": _lexicon(
-        nouns="|".join(noun for topic in _EN_TOPICS for noun in topic),
-        sentences="{Noun} is often misunderstood, but the core idea is simple."
-        "|A good first step is to look at how {noun} relates to {noun2}."
-        "|In practice, most people start with {noun} and refine it over time."
-        "|The main trade-off is between {adj} results and the time it takes."
-        "|Keep in mind that {noun} depends heavily on context."
-        "|Many experts recommend practising {noun} a little every day."
-        "|If you are unsure, compare {noun} with {noun2} side by side."
-        "|This is why {noun} matters more than it first appears."
-        "|One common mistake is to ignore {noun} entirely."
-        "|Historically, {noun} developed alongside {noun2}."
-        "|You can think of {noun} as a {adj} version of {noun2}."
-        "|For beginners, a {adj} approach to {noun} works best."
-        "|The evidence on {noun} is mixed, so be careful with strong claims."
-        "|Overall, {noun} rewards patience and careful observation."
-        "|It also helps to write down what you learn about {noun}.",
-        prompts="Explain {noun} to a complete beginner."
-        "|What is the difference between {noun} and {noun2}?"
-        "|Write a short poem about {noun}.|Give me three practical tips for {noun}."
-        "|Can you summarize the history of {noun}?"
-        "|Is {noun} worth learning? Why or why not?"
-        "|How would you explain {noun} to a ten-year-old?"
-        "|What are the pros and cons of {noun}?",
-        follow_ups="Can you make it shorter?|Give me a concrete example."
-        "|Thanks! What about {noun2}?|Now rewrite that as a bulleted list."
-        "|Why is that?",
-        headers="Overview|Key points|Step-by-step|Summary|Details",
-        refusals="I'm sorry, but I can't help with that."
-        "|As an AI language model, I cannot provide advice about {noun}."
-        "|As an AI language model, I cannot assist with this request."
-        "|I'm sorry, but I cannot fulfill this request."
-        "|I apologize, but I am not able to help with that.",
-    ),
-    "zh": _lexicon(
-        joiner="",
-        nouns="机器学习|中国历史|健康饮食|时间管理|量子计算|古典诗词"
-        "|城市交通|气候变化|个人理财|编程入门|跑步训练|咖啡文化",
-        sentences="{noun}是一个值得深入了解的话题。|首先，我们需要理解{noun}的基本概念。"
-        "|在实际生活中，{noun}和{noun2}往往密切相关。"
-        "|很多人在学习{noun}时会犯一些常见的错误。|总的来说，{noun}需要耐心和持续的练习。"
-        "|专家建议从简单的{noun}入手，然后逐步深入。|需要注意的是，{noun}的效果因人而异。"
-        "|从历史上看，{noun}的发展与{noun2}有很大关系。",
-        prompts="请解释一下{noun}。|{noun}和{noun2}有什么区别？|给我三个关于{noun}的建议。"
-        "|写一首关于{noun}的短诗。|如何开始学习{noun}？",
-        follow_ups="能再简短一点吗？|请举个例子。|那{noun2}呢？",
-        headers="概述|要点|总结",
-        refusals="抱歉，我不能帮助您完成这个请求。|抱歉，我不能提供关于{noun}的信息。"
-        "|作为一个人工智能语言模型，我无法回答这个问题。",
-    ),
-    "ru": _lexicon(
-        nouns="машинное обучение|история России|здоровое питание|управление временем"
-        "|квантовые вычисления|изменение климата|личные финансы|программирование"
-        "|классическая литература",
-        sentences="Тема «{noun}» заслуживает внимательного изучения."
-        "|Во-первых, важно понять основные идеи темы «{noun}»."
-        "|На практике «{noun}» и «{noun2}» часто связаны между собой."
-        "|Многие новички ошибаются, когда начинают изучать «{noun}»."
-        "|В целом, «{noun}» требует терпения и регулярной практики."
-        "|Эксперты советуют начинать с простых шагов."
-        "|Важно помнить, что результаты зависят от контекста.",
-        prompts="Объясни, что такое «{noun}».|Чем «{noun}» отличается от «{noun2}»?"
-        "|Дай три совета по теме «{noun}».|Напиши короткое стихотворение про «{noun}».",
-        follow_ups="Можно короче?|Приведи пример.|А как насчёт «{noun2}»?",
-        headers="Обзор|Основные моменты|Итог",
-        refusals="Извините, я не могу помочь с этим запросом."
-        "|Извините, я не могу ответить на вопрос о «{noun}»."
-        "|Как языковая модель ИИ, я не могу этого сделать.",
-    ),
-    "es": _lexicon(
-        nouns="el aprendizaje automático|la historia de España|el cambio climático"
-        "|la alimentación saludable|la gestión del tiempo|la programación"
-        "|las finanzas personales|la poesía clásica|la computación cuántica",
-        sentences="{Noun} es un tema que merece atención."
-        "|En primer lugar, es importante entender los conceptos de {noun}."
-        "|En la práctica, {noun} y {noun2} suelen estar relacionados."
-        "|Muchas personas cometen errores al empezar con {noun}."
-        "|En general, {noun} requiere paciencia y práctica constante."
-        "|Los expertos recomiendan empezar poco a poco."
-        "|Hay que tener en cuenta que los resultados dependen del contexto.",
-        prompts="Explícame {noun} de forma sencilla."
-        "|¿Cuál es la diferencia entre {noun} y {noun2}?"
-        "|Dame tres consejos sobre {noun}.|Escribe un poema corto sobre {noun}.",
-        follow_ups="¿Puedes resumirlo?|Dame un ejemplo.|¿Y qué hay de {noun2}?",
-        headers="Resumen|Puntos clave|Conclusión",
-        refusals="Lo siento, pero no puedo ayudar con eso."
-        "|Como modelo de lenguaje de IA, no puedo hacer eso.",
-    ),
-}
-
-_CODE_TASKS = tuple(
-    tuple(pair.split(":"))
-    for pair in (
-        "removes duplicates from a list:dedupe|reverses a string:reverse_text"
-        "|checks whether a number is prime:is_prime"
-        "|merges two sorted lists:merge_sorted|counts word frequencies:word_counts"
-        "|flattens a nested list:flatten|computes a moving average:moving_average"
-    ).split("|")
-)
-_CODE_PROMPTS = (
-    "Write a {lang} function that {task}.|How do I write code that {task} in {lang}?"
-    "|My {lang} function that {task} is too slow. How can I speed it up?"
-    "|Explain step by step how to implement something that {task}."
-).split("|")
-_CODE_SENTENCES = (
-    "The function below {task}.|It runs in linear time for typical inputs."
-    "|Edge cases such as empty input are handled explicitly."
-    "|You can test it with a few small examples first."
-    "|If performance matters, avoid copying the data more than once."
-    "|This version favours readability over cleverness."
-    "|Make sure to add unit tests for the tricky cases."
-    "|Note that the order of the original items is preserved."
-).split("|")
-# Snippets use `{fname}` placeholders filled with str.replace: they contain braces.
-_CODE_SNIPPETS: dict[str, str] = {
-    "Python": "def {fname}(items):\n    seen = set()\n    result = []\n"
-    "    for item in items:\n        if item not in seen:\n"
-    "            seen.add(item)\n            result.append(item)\n    return result",
-    "JavaScript": "function {fname}(items) {\n"
-    "  return items.filter((item, i) => items.indexOf(item) === i);\n}",
-    "SQL": "SELECT name, COUNT(*) AS total\nFROM orders\nGROUP BY name\n"
-    "ORDER BY total DESC;",
-    "Rust": "fn {fname}(items: &[i32]) -> Vec<i32> {\n"
-    "    let mut out = items.to_vec();\n    out.sort();\n    out.dedup();\n    out\n}",
-}
-_GREETINGS = ("hey", "hi", "hello")
-_GREETING_REPLIES = (
-    "Hello! How can I help you today?|Hi there! What can I do for you?"
-    "|Hey! How's it going?|Hello! Is there anything you would like to talk about?"
-).split("|")
-_EMOJI = ("\U0001f34d", "\U0001f600", "\U0001f680", "\U0001f389", "\U0001f44d")
-_EMOJI += ("\U0001f914", "\U0001f525", "\U0001f30d", "\U0001f4da", "\u2728")
-_WHITESPACE = (" ", "\n", "  \n\n ", "\t", "\n\n")
 _MARKDOWN_PATTERN = re.compile(r"(?m)^(#{1,6} |\s*[-*] |\s*\d+\. )")
 
 
@@ -362,19 +193,19 @@ def _n_sentences(rng: np.random.Generator, verbosity: float, base: float) -> int
 
 
 def _sentences(
-    rng: np.random.Generator, lexicon: _Lexicon, nouns: Sequence[str], count: int
+    rng: np.random.Generator, lexicon: Lexicon, nouns: Sequence[str], count: int
 ) -> list[str]:
     pool = lexicon.sentences
-    sizes = [len(pool), len(nouns), len(nouns), len(_EN_ADJECTIVES)]
+    sizes = [len(pool), len(nouns), len(nouns), len(EN_ADJECTIVES)]
     # One draw per batch, not per word: this loop dominates the run time.
     picks = rng.integers(0, sizes, size=(count, 4)).tolist()
     return [
-        _fill(pool[t], nouns[a], nouns[b], _EN_ADJECTIVES[c]) for t, a, b, c in picks
+        _fill(pool[t], nouns[a], nouns[b], EN_ADJECTIVES[c]) for t, a, b, c in picks
     ]
 
 
 def _layout(
-    rng: np.random.Generator, lexicon: _Lexicon, sentences: list[str], markdown: bool
+    rng: np.random.Generator, lexicon: Lexicon, sentences: list[str], markdown: bool
 ) -> str:
     """Arrange sentences as paragraphs, or as markdown with a header and a list."""
     join = lexicon.sentence_joiner
@@ -406,12 +237,12 @@ def _code_answer(
     markdown: bool,
 ) -> str:
     count = _n_sentences(rng, verbosity, 3.0)
-    sentences = [_pick(rng, _CODE_SENTENCES).format(task=task) for _ in range(count)]
+    sentences = [_pick(rng, CODE_SENTENCES).format(task=task) for _ in range(count)]
     intro = sentences[0]
-    rest = _layout(rng, _LEXICONS["en"], sentences[1:], markdown) if count > 1 else ""
+    rest = _layout(rng, LEXICONS["en"], sentences[1:], markdown) if count > 1 else ""
     if rng.random() < 0.15:
         return "\n\n".join(part for part in (intro, rest) if part)
-    code = _CODE_SNIPPETS[lang].replace("{fname}", fname)
+    code = CODE_SNIPPETS[lang].replace("{fname}", fname)
     block = f"```{lang.lower()}\n{code}\n```"
     return "\n\n".join(part for part in (intro, block, rest) if part)
 
@@ -426,42 +257,236 @@ class _Draft:
     refusal: list[bool]
 
 
-def _draft_battle(rng: np.random.Generator, quirk: str | None) -> _Draft:
+@dataclass(frozen=True)
+class _Battle:
+    """What the turns of one battle are drawn from."""
+
+    rng: np.random.Generator
+    source: _Source
+    lexicon: Lexicon
+    nouns: Sequence[str]
+    coding: bool
+    task: str
+    fname: str
+    code_lang: str
+    n_turns: int
+
+
+# --------------------------------------------------------------- plain turns
+def _prompt_turn(battle: _Battle, turn: int) -> str:
+    rng = battle.rng
+    if turn == 0 and battle.coding:
+        return _pick(rng, CODE_PROMPTS).format(lang=battle.code_lang, task=battle.task)
+    templates = battle.lexicon.prompts if turn == 0 else battle.lexicon.follow_ups
+    noun, noun2 = _pick(rng, battle.nouns), _pick(rng, battle.nouns)
+    return _fill(_pick(rng, templates), noun, noun2, "simple")
+
+
+def _response_turn(battle: _Battle, verbosity: float, markdown: bool) -> str:
+    rng = battle.rng
+    if battle.coding:
+        return _code_answer(
+            rng, battle.task, battle.fname, battle.code_lang, verbosity, markdown
+        )
+    count = _n_sentences(rng, verbosity, 6.0)
+    sentences = _sentences(rng, battle.lexicon, battle.nouns, count)
+    return _layout(rng, battle.lexicon, sentences, markdown)
+
+
+def _refusal(battle: _Battle) -> str:
+    rng, lexicon = battle.rng, battle.lexicon
+    text = _fill(_pick(rng, lexicon.refusals), _pick(rng, battle.nouns), "", "")
+    if rng.random() < 0.3:
+        text += lexicon.sentence_joiner + _sentences(rng, lexicon, battle.nouns, 1)[0]
+    return text
+
+
+# -------------------------------------------------------------------- quirks
+def _one_turn(rng: np.random.Generator) -> int:
+    return 1
+
+
+def _two_or_three_turns(rng: np.random.Generator) -> int:
+    return 2 + int(rng.random() < 0.3)
+
+
+def _greeting(battle: _Battle, turn: int) -> str:
+    return _pick(battle.rng, GREETINGS)
+
+
+def _greeting_reply(battle: _Battle, verbosity: float, markdown: bool) -> str:
+    rng = battle.rng
+    count = _n_sentences(rng, verbosity, 1.0) - 1
+    extra = _sentences(rng, battle.lexicon, battle.nouns, count)
+    return " ".join([_pick(rng, GREETING_REPLIES), *extra])
+
+
+def _null_turns(battle: _Battle, turns: list[object]) -> list[object]:
+    return [None] * battle.n_turns
+
+
+def _empty_turns(battle: _Battle, turns: list[object]) -> list[object]:
+    return [""] * battle.n_turns
+
+
+def _whitespace_turns(battle: _Battle, turns: list[object]) -> list[object]:
+    return [_pick(battle.rng, WHITESPACE) for _ in range(battle.n_turns)]
+
+
+def _null_last_turn(battle: _Battle, turns: list[object]) -> list[object]:
+    turns[-1] = None
+    return turns
+
+
+def _copy_response_a(battle: _Battle, draft: _Draft) -> None:
+    draft.responses[1], draft.refusal[1] = list(draft.responses[0]), draft.refusal[0]
+
+
+def _add_emoji(battle: _Battle, draft: _Draft) -> None:
+    rng = battle.rng
+    target = [draft.prompt, *draft.responses][int(rng.integers(3))]
+    turn = int(rng.integers(len(target)))
+    emoji = "".join(_pick(rng, EMOJI) for _ in range(1 + int(rng.integers(3))))
+    target[turn] = (
+        f"{target[turn]} {emoji}" if rng.random() < 0.7 else f"{emoji} {target[turn]}"
+    )
+
+
+def _add_lone_surrogate(battle: _Battle, draft: _Draft) -> None:
+    rng = battle.rng
+    turns = draft.responses[int(rng.integers(2))]
+    text = str(turns[-1])
+    cut = int(rng.integers(len(text) + 1))
+    turns[-1] = text[:cut] + "\ud83d" + text[cut:]
+
+
+def _prepend_long_log(battle: _Battle, draft: _Draft) -> None:
+    draft.prompt[0] = _long_log(battle.rng) + "\n\n" + str(draft.prompt[0])
+
+
+def _repeat_to_long_response(battle: _Battle, draft: _Draft) -> None:
+    sentence = _sentences(battle.rng, battle.lexicon, battle.nouns, 1)[0]
+    # Measure the JSON text: non-ASCII letters take six characters there.
+    repeats = _LONG_FIELD_CHARS // len(json.dumps(sentence)) + 1
+    draft.responses[0][-1] = " ".join([sentence] * repeats)
+
+
+def _add_non_string_turn(rng: np.random.Generator, turns: list[object]) -> None:
+    odd: list[object] = [42, 3.5, ["step one", "step two"], [1, 2, 3]]
+    turns[int(rng.integers(len(turns)))] = odd[int(rng.integers(len(odd)))]
+
+
+def _drop_or_add_turn(rng: np.random.Generator, turns: list[object]) -> None:
+    if len(turns) > 1:
+        del turns[int(rng.integers(len(turns)))]
+    else:
+        turns.append(_pick(rng, LEXICONS["en"].follow_ups).format(noun2="that"))
+
+
+def _break_json(rng: np.random.Generator, fields: list[str], occurrence: int) -> None:
+    # Alternate the two kinds so that both appear in small tables too.
+    broken = int(rng.integers(3))
+    fields[broken] = _broken_json(rng, fields[broken], occurrence % 2 == 0)
+
+
+@dataclass(frozen=True)
+class _Quirk:
+    """A quirk of the real file, as the steps of making a battle that it changes.
+
+    A hook left at None keeps its step as for a plain battle. The steps run in
+    the order of the fields, every row drawing the same random numbers for the
+    steps it shares with a plain battle, so a seed always gives the same table.
+    """
+
+    rate: float | None = None
+    """Share of rows; None: one row from `LONG_FIELD_MIN_ROWS` rows on."""
+    language: str | None = None
+    """Language of the battle, in place of the drawn one."""
+    n_turns: Callable[[np.random.Generator], int] | None = None
+    prompt_turn: Callable[[_Battle, int], str] | None = None
+    """``(battle, turn index) -> text``, in place of :func:`_prompt_turn`."""
+    response_turn: Callable[[_Battle, float, bool], str] | None = None
+    """``(battle, verbosity, markdown) -> text``, in place of :func:`_response_turn`."""
+    edit_side: Callable[[_Battle, list[object]], list[object]] | None = None
+    """New turns of one response (no longer a refusal)."""
+    both_sides: bool = False
+    """Apply `edit_side` to both responses, not to one drawn side."""
+    edit_battle: Callable[[_Battle, _Draft], None] | None = None
+    """Change the drafted battle in place."""
+    corrupt_turns: Callable[[np.random.Generator, list[object]], None] | None = None
+    """Break the turns of one drawn response after labelling, in place."""
+    corrupt_fields: Callable[[np.random.Generator, list[str], int], None] | None = None
+    """Break the JSON texts ``[prompt, response_a, response_b]`` in place; gets
+    how many earlier rows had this quirk."""
+
+
+_NO_QUIRK = _Quirk()
+# Rows are given to the quirks in this order (see `_quirk_plan`).
+_QUIRKS: dict[str, _Quirk] = {
+    "null_turn": _Quirk(0.004, n_turns=_two_or_three_turns, edit_side=_null_last_turn),
+    "null_response": _Quirk(0.004, n_turns=_one_turn, edit_side=_null_turns),
+    "both_null": _Quirk(
+        0.001, n_turns=_one_turn, edit_side=_null_turns, both_sides=True
+    ),
+    "empty_response": _Quirk(0.004, edit_side=_empty_turns),
+    "both_empty": _Quirk(0.001, edit_side=_empty_turns, both_sides=True),
+    "whitespace_response": _Quirk(0.003, edit_side=_whitespace_turns),
+    "identical_responses": _Quirk(0.02, edit_battle=_copy_response_a),
+    "greeting_prompt": _Quirk(
+        0.015,
+        language="en",
+        n_turns=_one_turn,
+        prompt_turn=_greeting,
+        response_turn=_greeting_reply,
+    ),
+    "emoji": _Quirk(0.03, edit_battle=_add_emoji),
+    "lone_surrogate": _Quirk(0.002, edit_battle=_add_lone_surrogate),
+    "invalid_json": _Quirk(0.0035, corrupt_fields=_break_json),
+    "non_string_turn": _Quirk(0.002, corrupt_turns=_add_non_string_turn),
+    "turn_mismatch": _Quirk(0.003, corrupt_turns=_drop_or_add_turn),
+    "long_prompt": _Quirk(edit_battle=_prepend_long_log),
+    "long_response": _Quirk(edit_battle=_repeat_to_long_response),
+}
+
+QUIRK_RATES: dict[str, float] = {
+    name: quirk.rate for name, quirk in _QUIRKS.items() if quirk.rate is not None
+}
+"""Share of rows of each quirk, by name (see the module docstring)."""
+
+
+def _quirk(name: str | None) -> _Quirk:
+    return _NO_QUIRK if name is None else _QUIRKS[name]
+
+
+# ------------------------------------------------------------------ battles
+def _draft_battle(rng: np.random.Generator, quirk: _Quirk) -> _Draft:
     names = list(_SOURCES)
     weights = np.array([_SOURCES[name].weight for name in names])
     source_name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     source = _SOURCES[source_name]
     languages, shares = zip(*source.languages, strict=True)
     language = languages[int(rng.choice(len(languages), p=np.array(shares)))]
-    if quirk == "greeting_prompt":
-        language = "en"
+    language = quirk.language or language
     model_a, model_b = (int(k) for k in rng.choice(len(_MODELS), size=2, replace=False))
-    if quirk in {"null_response", "both_null", "greeting_prompt"}:
-        n_turns = 1
-    elif quirk == "null_turn":
-        n_turns = 2 + int(rng.random() < 0.3)
+    if quirk.n_turns is not None:
+        n_turns = quirk.n_turns(rng)
     else:
         n_turns = int(rng.choice(3, p=[0.87, 0.09, 0.04])) + 1
     coding = language == "en" and rng.random() < source.code_share
-    lexicon = _LEXICONS[language]
+    lexicon = LEXICONS[language]
     if language == "en":
-        nouns: Sequence[str] = _EN_TOPICS[int(rng.integers(len(_EN_TOPICS)))]
+        nouns: Sequence[str] = EN_TOPICS[int(rng.integers(len(EN_TOPICS)))]
     else:
         nouns = lexicon.nouns
-    task, fname = _CODE_TASKS[int(rng.integers(len(_CODE_TASKS)))]
-    code_lang = _pick(rng, tuple(_CODE_SNIPPETS))
+    task, fname = CODE_TASKS[int(rng.integers(len(CODE_TASKS)))]
+    code_lang = _pick(rng, tuple(CODE_SNIPPETS))
+    battle = _Battle(
+        rng, source, lexicon, nouns, coding, task, fname, code_lang, n_turns
+    )
 
-    prompt: list[object] = []
-    for turn in range(n_turns):
-        if quirk == "greeting_prompt":
-            prompt.append(_pick(rng, _GREETINGS))
-        elif turn == 0 and coding:
-            prompt.append(_pick(rng, _CODE_PROMPTS).format(lang=code_lang, task=task))
-        else:
-            templates = lexicon.prompts if turn == 0 else lexicon.follow_ups
-            noun, noun2 = _pick(rng, nouns), _pick(rng, nouns)
-            prompt.append(_fill(_pick(rng, templates), noun, noun2, "simple"))
-
+    prompt_turn = quirk.prompt_turn or _prompt_turn
+    prompt: list[object] = [prompt_turn(battle, turn) for turn in range(n_turns)]
+    response_turn = quirk.response_turn or _response_turn
     responses: list[list[object]] = []
     refusal: list[bool] = []
     quirk_side = int(rng.integers(2))
@@ -470,61 +495,19 @@ def _draft_battle(rng: np.random.Generator, quirk: str | None) -> _Draft:
         turns: list[object] = []
         for _ in range(n_turns):
             markdown = rng.random() < source.markdown_rate
-            if quirk == "greeting_prompt":
-                extra = _sentences(
-                    rng, lexicon, nouns, _n_sentences(rng, verbosity, 1.0) - 1
-                )
-                turns.append(" ".join([_pick(rng, _GREETING_REPLIES), *extra]))
-            elif coding:
-                turns.append(
-                    _code_answer(rng, task, fname, code_lang, verbosity, markdown)
-                )
-            else:
-                count = _n_sentences(rng, verbosity, 6.0)
-                sentences = _sentences(rng, lexicon, nouns, count)
-                turns.append(_layout(rng, lexicon, sentences, markdown))
+            turns.append(response_turn(battle, verbosity, markdown))
         refused = rng.random() < source.refusal_rate
         if refused:
-            text = _fill(_pick(rng, lexicon.refusals), _pick(rng, nouns), "", "")
-            if rng.random() < 0.3:
-                text += lexicon.sentence_joiner + _sentences(rng, lexicon, nouns, 1)[0]
-            turns[-1] = text
-        side_quirk = quirk in {"both_null", "both_empty"} or side == quirk_side
-        if quirk in {"null_response", "both_null"} and side_quirk:
-            turns, refused = [None] * n_turns, False
-        elif quirk in {"empty_response", "both_empty"} and side_quirk:
-            turns, refused = [""] * n_turns, False
-        elif quirk == "whitespace_response" and side_quirk:
-            turns, refused = [_pick(rng, _WHITESPACE) for _ in range(n_turns)], False
-        elif quirk == "null_turn" and side_quirk:
-            turns[-1], refused = None, False
+            turns[-1] = _refusal(battle)
+        if quirk.edit_side is not None and (quirk.both_sides or side == quirk_side):
+            turns, refused = quirk.edit_side(battle, turns), False
         responses.append(turns)
         refusal.append(refused)
 
-    if quirk == "identical_responses":
-        responses[1], refusal[1] = list(responses[0]), refusal[0]
-    elif quirk == "emoji":
-        target = [prompt, *responses][int(rng.integers(3))]
-        turn = int(rng.integers(len(target)))
-        emoji = "".join(_pick(rng, _EMOJI) for _ in range(1 + int(rng.integers(3))))
-        target[turn] = (
-            f"{target[turn]} {emoji}"
-            if rng.random() < 0.7
-            else f"{emoji} {target[turn]}"
-        )
-    elif quirk == "lone_surrogate":
-        turns = responses[int(rng.integers(2))]
-        text = str(turns[-1])
-        cut = int(rng.integers(len(text) + 1))
-        turns[-1] = text[:cut] + "\ud83d" + text[cut:]
-    elif quirk == "long_prompt":
-        prompt[0] = _long_log(rng) + "\n\n" + str(prompt[0])
-    elif quirk == "long_response":
-        sentence = _sentences(rng, lexicon, nouns, 1)[0]
-        # Measure the JSON text: non-ASCII letters take six characters there.
-        repeats = _LONG_FIELD_CHARS // len(json.dumps(sentence)) + 1
-        responses[0][-1] = " ".join([sentence] * repeats)
-    return _Draft(source_name, model_a, model_b, prompt, responses, refusal)
+    draft = _Draft(source_name, model_a, model_b, prompt, responses, refusal)
+    if quirk.edit_battle is not None:
+        quirk.edit_battle(battle, draft)
+    return draft
 
 
 def _long_log(rng: np.random.Generator) -> str:
@@ -583,25 +566,12 @@ def _draw_labels(
     return np.where(uniform < p_a, 0, np.where(uniform < 1.0 - p_tie, 1, 2))
 
 
-def _corrupt_turns(rng: np.random.Generator, draft: _Draft, quirk: str | None) -> None:
-    """Apply the quirks that break the turn structure, after labelling."""
-    turns = draft.responses[int(rng.integers(2))]
-    if quirk == "non_string_turn":
-        odd: list[object] = [42, 3.5, ["step one", "step two"], [1, 2, 3]]
-        turns[int(rng.integers(len(turns)))] = odd[int(rng.integers(len(odd)))]
-    elif quirk == "turn_mismatch":
-        if len(turns) > 1:
-            del turns[int(rng.integers(len(turns)))]
-        else:
-            turns.append(_pick(rng, _LEXICONS["en"].follow_ups).format(noun2="that"))
-
-
 def _broken_json(rng: np.random.Generator, field: str, truncate: bool) -> str:
     """A field that is not a JSON list: truncated, or plain text."""
     if truncate:
         return field[: int(rng.integers(2, max(3, len(field) - 1)))]
-    nouns = _EN_TOPICS[int(rng.integers(len(_EN_TOPICS)))]
-    return " ".join(_sentences(rng, _LEXICONS["en"], nouns, 1 + int(rng.integers(3))))
+    nouns = EN_TOPICS[int(rng.integers(len(EN_TOPICS)))]
+    return " ".join(_sentences(rng, LEXICONS["en"], nouns, 1 + int(rng.integers(3))))
 
 
 def _quirk_plan(rng: np.random.Generator, n_rows: int) -> list[str | None]:
@@ -613,7 +583,7 @@ def _quirk_plan(rng: np.random.Generator, n_rows: int) -> list[str | None]:
         for name, rate in QUIRK_RATES.items()
     ]
     if n_rows >= LONG_FIELD_MIN_ROWS:
-        wanted += [("long_prompt", 1), ("long_response", 1)]
+        wanted += [(name, 1) for name, quirk in _QUIRKS.items() if quirk.rate is None]
     for name, count in wanted:
         for _ in range(count):
             row = next(order, None)
@@ -621,6 +591,27 @@ def _quirk_plan(rng: np.random.Generator, n_rows: int) -> list[str | None]:
                 return plan
             plan[row] = name
     return plan
+
+
+def _json_fields(
+    rng: np.random.Generator, drafts: Sequence[_Draft], plan: Sequence[str | None]
+) -> dict[str, list[str]]:
+    """The prompt and responses as JSON texts, after the quirks that break them."""
+    fields: dict[str, list[str]] = {"prompt": [], "response_a": [], "response_b": []}
+    seen: Counter[str] = Counter()
+    for draft, name in zip(drafts, plan, strict=True):
+        quirk = _quirk(name)
+        # Every row draws its side, quirk or not, so the draws stay in step.
+        side_turns = draft.responses[int(rng.integers(2))]
+        if quirk.corrupt_turns is not None:
+            quirk.corrupt_turns(rng, side_turns)
+        texts = [json.dumps(turns) for turns in (draft.prompt, *draft.responses)]
+        if name is not None and quirk.corrupt_fields is not None:
+            quirk.corrupt_fields(rng, texts, seen[name])
+            seen[name] += 1
+        for key, text in zip(fields, texts, strict=True):
+            fields[key].append(text)
+    return fields
 
 
 def _unique_ids(rng: np.random.Generator, n_rows: int) -> np.ndarray:
@@ -685,22 +676,11 @@ def make_demo_battles(
     rng = np.random.default_rng(seed)
     plan = _quirk_plan(rng, n_rows)
     drafts = [
-        _draft_battle(rng, quirk)
-        for quirk in tqdm(plan, desc="demo battles", unit="row", disable=not progress)
+        _draft_battle(rng, _quirk(name))
+        for name in tqdm(plan, desc="demo battles", unit="row", disable=not progress)
     ]
     labels = _draw_labels(rng, drafts)
-    fields: dict[str, list[str]] = {"prompt": [], "response_a": [], "response_b": []}
-    n_broken = 0
-    for draft, quirk in zip(drafts, plan, strict=True):
-        _corrupt_turns(rng, draft, quirk)
-        texts = [json.dumps(turns) for turns in (draft.prompt, *draft.responses)]
-        if quirk == "invalid_json":
-            # Alternate the two kinds so that both appear in small tables too.
-            broken = int(rng.integers(3))
-            texts[broken] = _broken_json(rng, texts[broken], n_broken % 2 == 0)
-            n_broken += 1
-        for key, text in zip(fields, texts, strict=True):
-            fields[key].append(text)
+    fields = _json_fields(rng, drafts, plan)
     one_hot = np.eye(3, dtype=np.int64)[labels]
     return pd.DataFrame(
         {

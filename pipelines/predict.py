@@ -11,6 +11,7 @@ interrupted run leaves no partial submission.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,19 +19,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.battles import CLASSES
+from features.battles import CLASSES, battle_ids
 from models import PreferenceModel
-from pipelines._cli import base_parser, load_inputs, run_cli
+from pipelines._cli import base_parser, read_data, run_cli
 from pipelines._files import write_csv_atomic
+from pipelines.config import load_config
 
 __all__ = ["main", "write_submission"]
 
 
-def write_submission(ids: Sequence[str], proba: np.ndarray, path: Path) -> None:
-    """Write ``id`` + the three class probabilities as CSV, atomically."""
+def write_submission(ids: Sequence[object], proba: np.ndarray, path: Path) -> None:
+    """Write ``id`` + the three class probabilities as CSV, atomically.
+
+    Ids are written as :func:`features.battles.battle_ids` gives them: an
+    integral float id such as ``2299425.0`` as the integer ``2299425``.
+    """
     frame = pd.DataFrame(proba, columns=list(CLASSES))
-    frame.insert(0, "id", list(ids))
+    frame.insert(0, "id", battle_ids(ids).tolist())
     write_csv_atomic(frame, path)
+
+
+def _class_prior(text: str) -> list[float]:
+    """``--class-prior A,B,TIE``: three positive numbers (argparse type)."""
+    try:
+        prior = [float(value) for value in text.split(",")]
+    except ValueError:
+        prior = []
+    if len(prior) != 3 or not all(math.isfinite(p) and p > 0 for p in prior):
+        raise argparse.ArgumentTypeError(
+            f"must be three positive numbers A,B,TIE such as 0.45,0.45,0.10; got "
+            f"{text!r}"
+        )
+    return prior
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--class-prior",
+        type=_class_prior,
         default=None,
         metavar="A,B,TIE",
         help="shift predictions to this class prior, e.g. 0.45,0.45,0.10 "
@@ -61,21 +82,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _main(args: argparse.Namespace) -> int:
-    _, battles, data_path = load_inputs(args, labelled=False)
+    load_config(args.config, args.overrides)  # --config and --set are checked too
+    # The model before the data: a wrong --model fails at once, not after the
+    # whole data file has been read and repaired.
     model = PreferenceModel.load(args.model)
     model.verbose = not args.quiet
-    prior = None
-    if args.class_prior:
-        try:
-            prior = [float(v) for v in args.class_prior.split(",")]
-        except ValueError as err:
-            raise ValueError(
-                f"--class-prior must be three numbers like 0.45,0.45,0.10; got "
-                f"{args.class_prior!r}."
-            ) from err
+    battles, _ = read_data(args, labelled=False)
     if args.fit_prior:
         model.fit_prior(battles)
-    proba = model.predict_proba(battles, class_prior=prior)
+    proba = model.predict_proba(battles, class_prior=args.class_prior)
     write_submission(battles["id"], proba, args.out)
     print(f"wrote {len(proba):,} predictions to {args.out}")
     return 0

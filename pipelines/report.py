@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from features.battles import swap
+from features.battles import SWAP_LABELS, swap
 from models.baselines import length_logreg_oof, prior_oof
-from models.calibration import multiclass_log_loss
 from models.label_shift import adjust_to_prior, estimate_prior_em
+from models.metrics import multiclass_log_loss
 
 __all__ = [
     "build_report",
@@ -91,7 +91,7 @@ def swap_consistency(model: Any, battles: pd.DataFrame, n_rows: int = 300) -> fl
     sample = battles.iloc[:n_rows]
     direct = model.predict_proba(sample)
     swapped = model.predict_proba(swap(sample))
-    return float(np.abs(swapped - direct[:, [1, 0, 2]]).max())
+    return float(np.abs(swapped - direct[:, SWAP_LABELS]).max())
 
 
 def feature_importance(model: Any, top: int = 25) -> pd.DataFrame:
@@ -224,6 +224,10 @@ def write_report(
         "",
         _markdown_table(pd.DataFrame(report["per_source"])),
     ]
+    if report.get("transfer"):
+        from pipelines.transfer_report import transfer_markdown
+
+        lines += ["", transfer_markdown(report["transfer"])]
     lines += [
         "",
         "## Top features",

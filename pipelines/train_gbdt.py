@@ -5,32 +5,44 @@
 
 Features come from the store (built by ``pipelines.build_features`` or here
 on first use). ``--trials`` is the Optuna budget across both boosters;
-studies persist in SQLite, so a stopped run resumes where it stopped.
+studies persist in SQLite, so a stopped run resumes where it stopped, and each
+is keyed by what its trials' scores depend on, so a changed profile or data
+starts a new one. A bad profile fails before any feature is built.
+
+``--storage URL`` (PostgreSQL, or SQLite on one machine) shares the studies
+with tune workers (``python -m pipelines.tune_worker``, same profile and
+data): everyone runs trials until the budget is reached, this command waits
+for the workers' last trials (a dead worker's trial is rerun), then trains
+the final model on the best params.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
+import copy
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from sklearn.base import clone
 
-from features.battles import battle_fingerprint, truncate_battles
-from features.blocks import FeatureMatrix
+from features.battles import truncate_battles
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from models import PreferenceModel, make_folds, prompt_groups, subsample_groups
+from models import PreferenceModel, prompt_groups
+from models.sources import battle_families, row_weights, training_folds
 from pipelines._cli import base_parser, load_inputs, run_cli
+from pipelines.config import Config
+from pipelines.estimator import check_tuning_plan, model_from_config, tune_from_config
 from pipelines.report import build_report, write_report
+from pipelines.transfer_report import add_transfer_report_arguments, transfer_report
 
 __all__ = ["main"]
 
@@ -51,6 +63,14 @@ def _parser() -> argparse.ArgumentParser:
         help="stop tuning after this many seconds (default: tuning.timeout)",
     )
     parser.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="database of the Optuna studies, shared with tune workers, e.g. "
+        "postgresql://user:pass@host/db or sqlite:///optuna.db (default: "
+        "tuning.storage, not shared)",
+    )
+    parser.add_argument(
         "--store",
         type=Path,
         default=None,
@@ -62,109 +82,178 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="model directory to write (default: training.out, artifacts/model)",
     )
+    add_transfer_report_arguments(parser)
     return parser
-
-
-def _study_fingerprint(config, data_fingerprint: str) -> str:
-    payload = {
-        "data": data_fingerprint,
-        "features": dataclasses.asdict(config.features)["blocks"],
-        "max_chars": config.data.max_chars,
-        "search_spaces": config.tuning.search_spaces,
-        "seed": config.seed,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config, battles, data_path = load_inputs(args, labelled=True)
-    table = truncate_battles(battles, config.data.max_chars)
-    labels = table["label"].to_numpy(dtype=np.int64)
+    n_trials = config.tuning.n_trials if args.trials is None else args.trials
+    check_tuning_plan(config, n_trials, args.storage)  # before any feature is built
+    data = _prepare(config, battles)
     store = FeatureStore(args.store or config.features.store)
     verbose = not args.quiet
-    groups = prompt_groups(table)
-    folds = make_folds(labels, groups, config.training.n_folds, config.seed)
-    booster_params = {k: dict(v) for k, v in config.training.booster_params.items()}
-    n_trials = config.tuning.n_trials if args.trials is None else args.trials
-    tuning_summary = None
+    booster_params, tuning = copy.deepcopy(config.training.booster_params), None
     if n_trials > 0:
-        from models.tuning import tune_boosters
-
-        features = FeaturePipeline(
-            config.features.blocks,
-            store=store,
-            verbose=verbose,
-            n_jobs=config.features.n_jobs,
+        tuning = _tune(
+            config, data, store, n_trials, args.timeout, verbose, args.storage
         )
-        matrix = features.fit_transform(table)
-        # Trials run on whole prompt groups of at most tuning.max_rows rows,
-        # with their own folds; the final fit below uses every row.
-        rows = subsample_groups(groups, config.tuning.max_rows, config.seed)
-        tuning_folds = make_folds(
-            labels[rows],
-            groups[rows],
-            config.tuning.n_folds or config.training.n_folds,
-            config.seed,
-        )
-        tuning_summary = tune_boosters(
-            FeatureMatrix(matrix.values[rows], matrix.columns),
-            labels[rows],
-            tuning_folds,
-            boosters=config.training.boosters,
-            base_params=booster_params,
-            tuning=config.tuning,
-            n_trials=n_trials,
-            timeout=args.timeout if args.timeout is not None else config.tuning.timeout,
-            study_key=_study_fingerprint(config, battle_fingerprint(table.iloc[rows])),
-            seed=config.seed,
-            verbose=verbose,
-        )
-        tuning_summary["rows"] = len(rows)
-        for name, best in tuning_summary["best_params"].items():
-            booster_params[name] = {**booster_params.get(name, {}), **best}
-    model = PreferenceModel.from_config(
-        config, booster_params=booster_params, verbose=verbose
-    )
-    model.fit(table, store=store, folds=folds)
-    swap_augment_effect = None
-    if config.training.compare_swap_augment:
-        flipped = clone(model).set_params(swap_augment=not model.swap_augment)
-        flipped.fit(table, store=store, folds=folds)
-        scores = {
-            model.swap_augment: model.metrics_["oof_log_loss"],
-            flipped.swap_augment: flipped.metrics_["oof_log_loss"],
-        }
-        swap_augment_effect = {"off": scores[False], "on": scores[True]}
-    out = args.out or Path(config.training.out)
+        booster_params = _with_best_params(booster_params, tuning["best_params"])
+    model = model_from_config(config, booster_params=booster_params, verbose=verbose)
+    model.fit(data.table, store=store, folds=data.folds)
     extra = {
         "data": str(data_path),
         "config": config.source,
-        "boosters": model.metrics_["boosters"],
-        "stacked": model.metrics_["stacked"],
-        "stack_method": model.metrics_["stack_method"],
-        "temperature": model.metrics_["temperature"],
-        "tuning": tuning_summary,
-        "swap_augment_oof_log_loss": swap_augment_effect,
-        "degenerate_rules": {
-            "used": model.metrics_["degenerate_rules_used"],
-            "oof_log_loss_with_rules": model.metrics_["oof_log_loss_with_rules"],
-        },
+        **_model_summary(model),
+        "tuning": tuning,
+        "swap_augment_oof_log_loss": (
+            _swap_augment_effect(model, data, store)
+            if config.training.compare_swap_augment
+            else None
+        ),
+        "transfer": transfer_report(
+            data.table,
+            config,
+            booster_params,
+            enabled=args.transfer_report,
+            n_folds=args.transfer_folds,
+            store=store,
+            verbose=verbose,
+        ),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    report = build_report(model, table, labels, model.oof_proba_, folds, extra)
-    with tempfile.TemporaryDirectory() as tmp:
-        write_report(report, Path(tmp), f"Out-of-fold report: {data_path.name}")
-        pd.DataFrame({"id": table["id"], "fold": folds}).to_csv(
-            Path(tmp) / "folds.csv", index=False
-        )
-        model.save(out, attachments=Path(tmp))
+    report = build_report(
+        model, data.table, data.labels, model.oof_proba_, data.folds, extra
+    )
+    out = args.out or Path(config.training.out)
+    _save(model, report, data, out, f"Out-of-fold report: {data_path.name}")
     print(
         f"out-of-fold log loss {report['log_loss']:.4f} (class prior "
         f"{report['class_prior']:.4f}, length-only {report['length_logreg']:.4f}); "
         f"model: {out}; report: {out / 'report' / 'report.md'}"
     )
     return 0
+
+
+@dataclass(frozen=True)
+class _Battles:
+    """The labelled battles as training sees them, with their final folds."""
+
+    table: pd.DataFrame
+    labels: NDArray[np.int64]
+    groups: NDArray[np.int64]
+    folds: NDArray[np.int64]
+    weight: NDArray[np.float64] | None
+    families: NDArray[np.object_] | None
+
+
+def _prepare(config: Config, battles: pd.DataFrame) -> _Battles:
+    table = truncate_battles(battles, config.data.max_chars)
+    labels = table["label"].to_numpy(dtype=np.int64)
+    training = config.training
+    weight = row_weights(table, training.source_weights)
+    folds = training_folds(
+        table,
+        labels,
+        group_by=training.group_by,
+        n_folds=training.n_folds,
+        seed=config.seed,
+        weight=weight,
+    )
+    families = (
+        battle_families(table, needed_for="group_by='source'")
+        if training.group_by == "source"
+        else None
+    )
+    return _Battles(table, labels, prompt_groups(table), folds, weight, families)
+
+
+def _tune(
+    config: Config,
+    data: _Battles,
+    store: FeatureStore,
+    n_trials: int,
+    timeout: float | None,
+    verbose: bool,
+    storage: str | None = None,
+    shared: bool | None = None,
+) -> dict[str, Any]:
+    """Build (or read) every battle's features, then run the studies (shared
+    with tune workers when `shared`, by default when a `storage` is given)."""
+    matrix = FeaturePipeline(
+        config.features.blocks,
+        store=store,
+        verbose=verbose,
+        n_jobs=config.features.n_jobs,
+    ).fit_transform(data.table)
+    return tune_from_config(
+        config,
+        matrix,
+        data.labels,
+        data.groups,
+        weight=data.weight,
+        families=data.families,
+        n_trials=n_trials,
+        timeout=timeout,
+        verbose=verbose,
+        storage=storage,
+        shared=storage is not None if shared is None else shared,
+    )
+
+
+def _with_best_params(
+    booster_params: dict[str, dict[str, Any]], best_params: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The profile's params per booster with the tuned ones over them."""
+    return {
+        name: {**booster_params.get(name, {}), **best_params.get(name, {})}
+        for name in {**booster_params, **best_params}
+    }
+
+
+def _model_summary(model: PreferenceModel) -> dict[str, Any]:
+    metrics = model.metrics_
+    return {
+        "boosters": metrics["boosters"],
+        "stacked": metrics["stacked"],
+        "stack_method": metrics["stack_method"],
+        "temperature": metrics["temperature"],
+        "degenerate_rules": {
+            "used": metrics["degenerate_rules_used"],
+            "oof_log_loss_with_rules": metrics["oof_log_loss_with_rules"],
+        },
+    }
+
+
+def _swap_augment_effect(
+    model: PreferenceModel, data: _Battles, store: FeatureStore
+) -> dict[str, float]:
+    """OOF log loss with swap augmentation off and on: the model, then a
+    clone with the switch flipped, fitted on the same folds."""
+    flipped = clone(model).set_params(swap_augment=not model.swap_augment)
+    flipped.fit(data.table, store=store, folds=data.folds)
+    scores = {
+        model.swap_augment: model.metrics_["oof_log_loss"],
+        flipped.swap_augment: flipped.metrics_["oof_log_loss"],
+    }
+    return {"off": scores[False], "on": scores[True]}
+
+
+def _save(
+    model: PreferenceModel,
+    report: dict[str, Any],
+    data: _Battles,
+    out: Path,
+    title: str,
+) -> None:
+    """Write the model directory with the report and the folds attached."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_report(report, Path(tmp), title)
+        pd.DataFrame({"id": data.table["id"], "fold": data.folds}).to_csv(
+            Path(tmp) / "folds.csv", index=False
+        )
+        model.save(out, attachments=Path(tmp))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,12 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import build_features, evaluate, make_demo_data, predict, train_gbdt
+from pipelines import (
+    build_features,
+    evaluate,
+    make_demo_data,
+    predict,
+    train_gbdt,
+    tune_worker,
+)
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 PARSERS = {
     "build_features": build_features._parser,
     "train_gbdt": train_gbdt._parser,
+    "tune_worker": tune_worker._parser,
     "predict": predict._parser,
     "evaluate": evaluate._parser,
     "make_demo_data": make_demo_data._build_parser,
@@ -25,14 +33,15 @@ def test_first_code_block_holds_exactly_the_two_fresh_machine_commands():
     assert commands == ["make demo", "make test"]
 
 
-def test_ci_calls_make_test_and_nothing_else():
+def test_ci_calls_make_test_with_a_throwaway_postgres_and_nothing_else():
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     lines = [
         line
         for line in ci.splitlines()
         if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
-    assert lines == ["make test"]
+    postgres = ["source .ci/postgres.sh", "postgres_start", "trap postgres_stop EXIT"]
+    assert lines == [*postgres, "make test"]
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

@@ -8,8 +8,7 @@ matrix is then one generic column operation, tested once for every block.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -19,10 +18,11 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator
 
+from features.validation import ParameterTable, check_parameters
+
 __all__ = ["FeatureBlock", "FeatureMatrix", "SIDE_PREFIXES", "swap_columns"]
 
 SIDE_PREFIXES = ("a_", "b_", "d_", "s_")
-_STATE_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,9 @@ class FeatureBlock(BaseEstimator):
     arrays, never pickle.
 
     Stateless blocks validate in :meth:`fit` and :meth:`transform` through
-    :meth:`_validate`: params by the :attr:`_param_rules` table (override
-    :meth:`_check_params` for more), battles by :attr:`_battle_columns`.
+    :meth:`_validate`: params by the :attr:`_allowed_values` table and the
+    ``_check_parameter_combinations`` hook (see :mod:`features.validation`),
+    battles by :attr:`_battle_columns`.
     """
 
     name: ClassVar[str] = "base"
@@ -140,8 +141,8 @@ class FeatureBlock(BaseEstimator):
     stateful: ClassVar[bool] = False
     _battle_columns: ClassVar[tuple[str, ...]] = ("prompt", "response_a", "response_b")
     """Columns :meth:`_check_battles` requires in the battle table."""
-    _param_rules: ClassVar[dict[str, tuple[str, Callable[[Any], bool]]]] = {}
-    """Param -> (allowed values in words, validity test), for :meth:`_check_params`."""
+    _allowed_values: ClassVar[ParameterTable] = {}
+    """Param -> allowed values (:func:`features.validation.check_parameters`)."""
     row_parallel: ClassVar[bool] = True
     """``transform`` treats rows independently and is cheap to fork for, so
     batches may be split over worker processes (:mod:`features.parallel`)."""
@@ -186,52 +187,23 @@ class FeatureBlock(BaseEstimator):
 
     def _validate(self, battles: pd.DataFrame) -> None:
         """Check the params, then the battle table's columns."""
-        self._check_params()
+        check_parameters(self)
         self._check_battles(battles)
 
-    def _check_battles(self, battles: pd.DataFrame) -> None:
-        """Raise ``ValueError`` naming the :attr:`_battle_columns` ``battles`` lacks."""
-        missing = [c for c in self._battle_columns if c not in battles.columns]
+    def _check_battles(
+        self, battles: pd.DataFrame, columns: Sequence[str] | None = None
+    ) -> None:
+        """Raise ``ValueError`` naming the ``columns`` that ``battles`` lacks.
+
+        ``columns`` defaults to :attr:`_battle_columns`.
+        """
+        needed = self._battle_columns if columns is None else columns
+        missing = [c for c in needed if c not in battles.columns]
         if missing:
             raise ValueError(
                 f"feature block {self.name!r} needs columns {missing} in the battle "
                 f"table; got {list(battles.columns)}. Read battles with "
                 "features.battles.read_battles or as_battles first."
-            )
-
-    def _check_params(self) -> None:
-        """Raise ``ValueError`` for the first param failing its :attr:`_param_rules`."""
-        for param, (allowed, is_valid) in self._param_rules.items():
-            value = getattr(self, param)
-            if not is_valid(value):
-                raise ValueError(
-                    f"The {param!r} of {type(self).__name__} must be {allowed}; "
-                    f"got {value!r}."
-                )
-
-    def _check_int(self, param: str, *, minimum: int) -> None:
-        """Check that ``param`` is an int (not a bool) >= ``minimum``.
-
-        Raises ``TypeError`` for a non-int, ``ValueError`` below ``minimum``.
-        """
-        value = getattr(self, param)
-        if not _is_int(value):
-            raise TypeError(
-                f"The {param!r} of {type(self).__name__} must be an int. Got {value!r}."
-            )
-        if value < minimum:
-            raise ValueError(
-                f"The {param!r} of {type(self).__name__} must be >= {minimum}. "
-                f"Got {value!r}."
-            )
-
-    def _check_choice(self, param: str, choices: Sequence[str]) -> None:
-        """Raise ``ValueError`` unless param ``param`` is one of ``choices``."""
-        value = getattr(self, param)
-        if value not in choices:
-            raise ValueError(
-                f"The {param!r} of {type(self).__name__} must be one of "
-                f"{list(choices)}. Got {value!r}."
             )
 
     def _check_state_format(self, state: dict[str, Any], expected: int) -> None:
@@ -241,13 +213,3 @@ class FeatureBlock(BaseEstimator):
                 f"{type(self).__name__} state has format {state.get('format')!r}; "
                 f"this version reads format {expected}. Refit the block."
             )
-
-
-def _is_int(value: Any) -> bool:
-    """An int (numpy ints too), but not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float (numpy numbers too), but not a bool."""
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)

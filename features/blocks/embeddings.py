@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -28,22 +29,19 @@ from features.blocks._encoders import (
     load_encoder,
 )
 from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.errors import InvalidParameterError
 from features.text import joined_texts, paired_matrix
+from features.validation import (
+    Interval,
+    Options,
+    ParameterTable,
+    Predicate,
+    check_parameters,
+)
 
 __all__ = ["EmbeddingsBlock"]
 
 logger = logging.getLogger(__name__)
-
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "backend": ("sentence-transformers", "hf-mean-pool", "llm"),
-    "device": ("auto", "cpu", "cuda"),
-    "quantization": (None, "8bit", "4bit"),
-    "truncation_side": ("left", "right"),
-    "onnx": (False, True, "int8"),
-    "normalize": (False, True),
-    "show_progress": (False, True),
-}
-"""Allowed values of the enumerated parameters."""
 
 _TEXT_CHOICES = ("prompt", "response_a", "response_b")
 _CHARS_PER_TOKEN_BOUND = 16
@@ -54,6 +52,21 @@ tokenizer's own truncation would keep, and a 5 MB answer costs no more than a
 4 kB one.
 """
 _EPS = 1e-12
+
+
+def _is_model(value: Any) -> bool:
+    """A non-blank model name or path."""
+    return isinstance(value, str | os.PathLike) and bool(str(value).strip())
+
+
+def _is_text_list(value: Any) -> bool:
+    """Names from :data:`_TEXT_CHOICES` that include both responses."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and all(isinstance(t, str) and t in _TEXT_CHOICES for t in value)
+        and {"response_a", "response_b"} <= set(value)
+    )
 
 
 class EmbeddingsBlock(FeatureBlock):
@@ -142,6 +155,31 @@ default="sentence-transformers"
     stateful: ClassVar[bool] = False
     row_parallel: ClassVar[bool] = False  # torch already uses every core; no fork
 
+    _allowed_values: ClassVar[ParameterTable] = {
+        "model": [
+            Predicate(
+                _is_model,
+                f"a non-blank str or path ({PACKAGED_MODEL!r} or a local model folder)",
+            )
+        ],
+        "backend": [Options(("sentence-transformers", "hf-mean-pool", "llm"))],
+        "device": [Options(("auto", "cpu", "cuda"))],
+        "max_seq_length": [Interval(Integral, 1, None)],
+        "batch_size": [Interval(Integral, 1, None)],
+        "texts": [
+            Predicate(
+                _is_text_list,
+                f"a list of names from {list(_TEXT_CHOICES)} holding both "
+                "'response_a' and 'response_b' (the features compare them)",
+            )
+        ],
+        "truncation_side": [Options(("left", "right"))],
+        "quantization": [Options(("8bit", "4bit")), None],
+        "onnx": [bool, Options(("int8",))],
+        "normalize": [bool],
+        "show_progress": [bool],
+    }
+
     def __init__(
         self,
         *,
@@ -183,8 +221,9 @@ default="sentence-transformers"
 
         Raises
         ------
-        ValueError, TypeError
-            A parameter outside its allowed values or of the wrong type.
+        InvalidParameterError
+            A parameter outside its allowed values, or two that do not go
+            together (such as ``onnx`` with ``device="cuda"``).
         RuntimeError, ImportError
             Quantization without a GPU, or a missing optional package.
         """
@@ -195,14 +234,8 @@ default="sentence-transformers"
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Embed the texts and return the side-tagged embedding features."""
         spec = self._encoder_spec_for_params()
-        wanted = self._wanted_texts()
-        missing = [column for column in wanted if column not in battles.columns]
-        if missing:
-            raise ValueError(
-                f"feature block 'embeddings' needs columns {missing} in the battle "
-                f"table; got {list(battles.columns)}. Read battles with "
-                "features.battles.read_battles or as_battles first."
-            )
+        wanted = tuple(self.texts)
+        self._check_battles(battles, wanted)
         started = time.perf_counter()
         columns = {
             column: self._prepared(joined_texts(battles, column))
@@ -231,81 +264,34 @@ default="sentence-transformers"
 
     # -- parameters -----------------------------------------------------------
 
-    def _wanted_texts(self) -> tuple[str, ...]:
-        texts = self.texts
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise TypeError(
-                f"The 'texts' of EmbeddingsBlock must be a list of names from "
-                f"{list(_TEXT_CHOICES)}; got {texts!r}."
-            )
-        unknown = [t for t in texts if t not in _TEXT_CHOICES]
-        if unknown:
-            raise ValueError(
-                f"The 'texts' of EmbeddingsBlock has unknown name(s) {unknown}; "
-                f"valid names are {list(_TEXT_CHOICES)}."
-            )
-        if "response_a" not in texts or "response_b" not in texts:
-            raise ValueError(
-                "The 'texts' of EmbeddingsBlock must include both 'response_a' and "
-                f"'response_b' (the features compare them); got {list(texts)!r}."
-            )
-        return tuple(texts)
-
-    def _validate(self) -> None:
-        for param, allowed in _CHOICES.items():
-            value = getattr(self, param)
-            if not any(_same_choice(value, choice) for choice in allowed):
-                raise ValueError(
-                    f"The {param!r} of EmbeddingsBlock must be one of {list(allowed)}; "
-                    f"got {value!r}."
-                )
-        if not isinstance(self.model, str | os.PathLike):
-            raise TypeError(
-                "The 'model' of EmbeddingsBlock must be a string or path; "
-                f"got {self.model!r}."
-            )
-        if not str(self.model).strip():
-            raise ValueError(
-                "The 'model' of EmbeddingsBlock is empty; pass "
-                f"{PACKAGED_MODEL!r} or a local model folder."
-            )
-        for param in ("max_seq_length", "batch_size"):
-            value = getattr(self, param)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(
-                    f"The {param!r} of EmbeddingsBlock must be an int; got {value!r}."
-                )
-            if value < 1:
-                raise ValueError(
-                    f"The {param!r} of EmbeddingsBlock must be >= 1; got {value!r}."
-                )
-        self._wanted_texts()
+    def _check_parameter_combinations(self) -> None:
+        """Refuse quantization and ONNX with a backend or device they lack."""
         if self.quantization is not None and self.backend != "llm":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"EmbeddingsBlock: quantization={self.quantization!r} works only "
                 f"with backend='llm'; got backend={self.backend!r}. Set "
                 "quantization=None."
             )
         if self.quantization is not None and self.device == "cpu":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"EmbeddingsBlock: quantization={self.quantization!r} needs a CUDA "
                 "GPU but device='cpu'. Use device='auto' or 'cuda', or "
                 "quantization=None."
             )
         if self.onnx and self.backend != "sentence-transformers":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"EmbeddingsBlock: onnx={self.onnx!r} works only with "
                 f"backend='sentence-transformers'; got backend={self.backend!r}. "
                 "Set onnx=False."
             )
         if self.onnx and self.device == "cuda":
-            raise ValueError(
+            raise InvalidParameterError(
                 f"EmbeddingsBlock: onnx={self.onnx!r} runs on CPU (onnxruntime) but "
                 "device='cuda'. Use device='auto' or 'cpu', or onnx=False."
             )
 
     def _encoder_spec_for_params(self) -> EncoderSpec:
-        self._validate()
+        check_parameters(self)
         device = check_runtime(
             device=self.device, quantization=self.quantization, onnx=self.onnx
         )
@@ -403,12 +389,3 @@ def _row_cosine(
     norm_right = np.sqrt((right64 * right64).sum(axis=1))
     cosine = dot / np.maximum(norm_left * norm_right, _EPS)
     return np.clip(cosine, -1.0, 1.0)
-
-
-def _same_choice(value: Any, choice: Any) -> bool:
-    """``value`` is ``choice`` with its type: ``1`` is not ``True``, ``0`` not ``None``.
-
-    >>> _same_choice(1, True), _same_choice(True, True), _same_choice("left", "left")
-    (False, True, True)
-    """
-    return value is choice or (type(value) is type(choice) and value == choice)

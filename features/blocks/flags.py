@@ -22,19 +22,21 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int, _is_number
+from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.blocks.similarity import (
     char_ngram_counts,
     jaccard_from_counts,
     normalise_text,
 )
 from features.text import TURN_SEPARATOR, joined_texts, paired_matrix
+from features.validation import Interval, ParameterTable
 
 __all__ = [
     "SCRIPTS",
@@ -352,13 +354,10 @@ class FlagsBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
-    _param_rules = {
-        "refusal_window": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
-        "max_chars": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
-        "near_identical_threshold": (
-            "a float in (0, 1]",
-            lambda v: _is_number(v) and 0.0 < v <= 1.0,
-        ),
+    _allowed_values: ClassVar[ParameterTable] = {
+        "refusal_window": [Interval(Integral, 1, None)],
+        "max_chars": [Interval(Integral, 1, None)],
+        "near_identical_threshold": [Interval(Real, 0, 1, closed="right")],
     }
 
     def __init__(
@@ -377,8 +376,10 @@ class FlagsBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A param outside its allowed values.
         ValueError
-            A param is invalid or a text column is missing.
+            A text column is missing.
         FileNotFoundError
             The refusal phrase data file is not installed.
         """

@@ -11,11 +11,11 @@ control) and the symmetric min/max of the two sides.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from collections.abc import Mapping
-from typing import ClassVar
+from numbers import Real
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from features.text import (
     joined_texts,
     paired_matrix,
 )
+from features.validation import Interval, ParameterTable, Predicate
 
 __all__ = [
     "DEFAULT_TANH_SCALES",
@@ -83,6 +84,15 @@ DEFAULT_TANH_SCALES: dict[str, float] = {
 """σ of ``d_len_<x>_tanh = tanh((a−b)/σ)``, about one typical A−B gap per count."""
 
 _PROMPT_FEATURES = ("chars", "words", "turns")
+_TANH_SCALE = Interval(Real, 0, None, closed="neither")
+
+
+def _is_scale_table(value: Any) -> bool:
+    """A dict from names in :data:`FEATURES` to finite numbers > 0."""
+    return isinstance(value, Mapping) and all(
+        key in FEATURES and _TANH_SCALE.is_satisfied_by(scale)
+        for key, scale in value.items()
+    )
 
 
 def count_words(text: str) -> int:
@@ -186,50 +196,37 @@ class LengthsBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
+    _allowed_values: ClassVar[ParameterTable] = {
+        "tanh_scales": [
+            None,
+            Predicate(
+                _is_scale_table,
+                f"a dict from count names in {list(FEATURES)} to floats in (0, inf)",
+            ),
+        ],
+    }
+
     def __init__(self, *, tanh_scales: Mapping[str, float] | None = None) -> None:
         self.tanh_scales = tanh_scales
 
     def _scales(self) -> dict[str, float]:
-        if self.tanh_scales is None:
-            return dict(DEFAULT_TANH_SCALES)
-        if not isinstance(self.tanh_scales, Mapping):
-            raise TypeError(
-                "The 'tanh_scales' of LengthsBlock must be a dict of count name "
-                f"to float or None; got {type(self.tanh_scales).__name__}."
-            )
-        unknown = sorted(set(self.tanh_scales) - set(FEATURES))
-        if unknown:
-            raise ValueError(
-                f"The 'tanh_scales' of LengthsBlock has unknown key(s) {unknown}; "
-                f"valid keys are {list(FEATURES)}."
-            )
+        """The σ of every count: the defaults updated by ``tanh_scales``."""
         scales = dict(DEFAULT_TANH_SCALES)
-        for key, value in self.tanh_scales.items():
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value <= 0:
-                raise ValueError(
-                    f"The 'tanh_scales' of LengthsBlock must map to finite numbers "
-                    f"> 0; got {key!r}: {value!r}."
-                )
-            scales[key] = float(value)
+        scales.update({key: float(v) for key, v in (self.tanh_scales or {}).items()})
         return scales
-
-    def _check_params(self) -> None:
-        self._scales()  # tanh_scales is the only param; _scales() checks it
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Length features of each battle (float32, finite).
 
         Raises
         ------
+        InvalidParameterError
+            ``tanh_scales`` is not None or a dict of known counts to numbers > 0.
         ValueError
-            A ``tanh_scales`` key or value is invalid, or a text column is
-            missing.
-        TypeError
-            ``tanh_scales`` is not a dict.
+            A text column is missing.
         """
+        self._validate(battles)
         scales = self._scales()
-        self._check_battles(battles)
         start = time.perf_counter()
         texts_a = joined_texts(battles, "response_a")
         texts_b = joined_texts(battles, "response_b")

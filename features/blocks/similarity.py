@@ -18,14 +18,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
+from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.text import find_words, joined_texts, paired_matrix
+from features.validation import Interval, ParameterTable
 
 __all__ = [
     "SimilarityBlock",
@@ -313,9 +315,9 @@ class SimilarityBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
 
-    _param_rules = {
-        "max_chars": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
-        "lowercase": ("True or False", lambda v: isinstance(v, bool)),
+    _allowed_values: ClassVar[ParameterTable] = {
+        "max_chars": [Interval(Integral, 1, None)],
+        "lowercase": [bool],
     }
 
     def __init__(self, *, max_chars: int = 3000, lowercase: bool = True) -> None:
@@ -327,8 +329,10 @@ class SimilarityBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A param outside its allowed values.
         ValueError
-            A param is invalid or a text column is missing.
+            A text column is missing.
         """
         self._validate(battles)
         start = time.perf_counter()

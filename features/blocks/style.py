@@ -14,12 +14,13 @@ import math
 import re
 import time
 from functools import lru_cache
+from numbers import Integral
 from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from features.blocks.base import FeatureBlock, FeatureMatrix, _is_int
+from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.text import (
     ascii_class,
     ascii_words,
@@ -28,6 +29,7 @@ from features.text import (
     last_turns,
     paired_matrix,
 )
+from features.validation import Interval, Options, ParameterTable
 
 __all__ = [
     "COUNT_FEATURES",
@@ -390,11 +392,10 @@ class StyleBlock(FeatureBlock):
     stateful: ClassVar[bool] = False
 
     _battle_columns = ("response_a", "response_b")
-    _param_rules = {
-        "readability": (
-            f"one of {list(_READABILITY_CHOICES)}",
-            lambda v: v in _READABILITY_CHOICES,
-        ),
+    _allowed_values: ClassVar[ParameterTable] = {
+        "readability": [Options(_READABILITY_CHOICES)],
+        "readability_max_chars": [Interval(Integral, 100, None)],
+        "ttr_window": [Interval(Integral, 10, None)],
     }
 
     def __init__(
@@ -408,19 +409,9 @@ class StyleBlock(FeatureBlock):
         self.readability_max_chars = readability_max_chars
         self.ttr_window = ttr_window
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        for param, minimum in (("readability_max_chars", 100), ("ttr_window", 10)):
-            value = getattr(self, param)
-            if not _is_int(value):
-                raise TypeError(
-                    f"The {param!r} of StyleBlock must be an int; got "
-                    f"{type(value).__name__} {value!r}."
-                )
-            if value < minimum:
-                raise ValueError(
-                    f"The {param!r} of StyleBlock must be >= {minimum}; got {value!r}."
-                )
+    def _validate(self, battles: pd.DataFrame) -> None:
+        """Check the params and battles, then that textstat is there if chosen."""
+        super()._validate(battles)
         if self.readability == "textstat":
             _require_textstat()
 
@@ -429,10 +420,10 @@ class StyleBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A param outside its allowed values.
         ValueError
-            A param is out of range, or a text column is missing.
-        TypeError
-            ``readability_max_chars`` or ``ttr_window`` is not an int.
+            A text column is missing.
         ImportError, LookupError
             ``readability="textstat"`` without textstat or its NLTK data.
         """

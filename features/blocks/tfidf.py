@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from numbers import Integral
+from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -27,17 +26,25 @@ import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import NDArray
 from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
-from sklearn.preprocessing import normalize
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from features.battles import truncate_battles
+from features.blocks._char_ngrams import char_wb_tfidf, fit_char_wb
 from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.errors import InvalidParameterError
 from features.text import (
     OUTPUTS,
     WORD_PATTERN,
     joined_texts,
     side_outputs,
     symmetric_texts,
+)
+from features.validation import (
+    Interval,
+    Options,
+    ParameterTable,
+    Predicate,
+    check_parameters,
 )
 
 __all__ = ["TfidfBlock"]
@@ -46,8 +53,22 @@ logger = logging.getLogger(__name__)
 
 _KINDS = {"w": "word", "c": "char_wb"}  # column tag -> sklearn analyzer
 _STATE_FORMAT = 1
-_MAX_CACHED_WORDS = 200_000  # ~50 MB of per-word n-gram ids, then start afresh
-_FIT_CHUNK_TEXTS = 2_000  # texts counted per sparse chunk while fitting
+
+
+def _is_ngram_range(value: Any) -> bool:
+    """Two ints ``[low, high]`` (a tuple or YAML list) with ``1 <= low <= high``."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(v, Integral) and not isinstance(v, bool) for v in value)
+        and 1 <= value[0] <= value[1]
+    )
+
+
+_NGRAM_RANGE = Predicate(
+    _is_ngram_range, "two ints [low, high] with 1 <= low <= high, e.g. [1, 2]"
+)
 
 
 class TfidfBlock(FeatureBlock):
@@ -128,6 +149,20 @@ class TfidfBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = True
 
+    _allowed_values: ClassVar[ParameterTable] = {
+        "output": [Options(OUTPUTS)],
+        "word_ngram_range": [_NGRAM_RANGE],
+        "char_ngram_range": [_NGRAM_RANGE],
+        "word_max_features": [Interval(Integral, 0, None)],
+        "char_max_features": [Interval(Integral, 0, None)],
+        "min_df": [Interval(Integral, 1, None), Interval(Real, 0, 1, closed="right")],
+        "sublinear_tf": [bool],
+        "lowercase": [bool],
+        "svd_components": [Interval(Integral, 1, None), None],
+        "max_chars": [Interval(Integral, 1, None), None],
+        "seed": [Interval(Integral, 0, None)],
+    }
+
     def __init__(
         self,
         *,
@@ -156,37 +191,13 @@ class TfidfBlock(FeatureBlock):
         self.seed = seed
 
     # ------------------------------------------------------------------ params
-    def _validate_params(self) -> None:
-        self._check_choice("output", OUTPUTS)
-        for name in ("word_ngram_range", "char_ngram_range"):
-            _ngram_range(name, getattr(self, name))
-        for name in ("word_max_features", "char_max_features"):
-            self._check_int(name, minimum=0)
+    def _check_parameter_combinations(self) -> None:
+        """Refuse turning off both n-gram kinds."""
         if self.word_max_features == 0 and self.char_max_features == 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 "TfidfBlock has both 'word_max_features' and 'char_max_features' "
                 "at 0, so it has no n-grams; set at least one > 0."
             )
-        min_df = self.min_df
-        if isinstance(min_df, bool) or not (
-            (isinstance(min_df, int) and min_df >= 1)
-            or (isinstance(min_df, float) and 0.0 < min_df <= 1.0)
-        ):
-            raise ValueError(
-                "The 'min_df' of TfidfBlock must be an int >= 1 (texts) or a "
-                f"float in (0, 1] (fraction of texts). Got {min_df!r}."
-            )
-        for name in ("sublinear_tf", "lowercase"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"The {name!r} of TfidfBlock must be a bool. Got "
-                    f"{getattr(self, name)!r}."
-                )
-        if self.svd_components is not None:
-            self._check_int("svd_components", minimum=1)
-        if self.max_chars is not None:
-            self._check_int("max_chars", minimum=1)
-        self._check_int("seed", minimum=0)
 
     def _enabled_kinds(self) -> list[str]:
         sizes = {"w": self.word_max_features, "c": self.char_max_features}
@@ -196,12 +207,10 @@ class TfidfBlock(FeatureBlock):
         self, tag: str, vocabulary: dict[str, int] | None = None
     ) -> TfidfVectorizer:
         word = tag == "w"
+        low, high = self.word_ngram_range if word else self.char_ngram_range
         return TfidfVectorizer(
             analyzer=_KINDS[tag],
-            ngram_range=_ngram_range(
-                "word_ngram_range" if word else "char_ngram_range",
-                self.word_ngram_range if word else self.char_ngram_range,
-            ),
+            ngram_range=(int(low), int(high)),
             # One CJK character is one word, so Chinese word bigrams are
             # character pairs.
             token_pattern=WORD_PATTERN if word else None,
@@ -229,11 +238,13 @@ class TfidfBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A parameter outside its allowed values, or ``svd_components`` not
+            below the number of fitted terms.
         ValueError
-            A parameter is out of range, no n-gram survives ``min_df``, or
-            ``svd_components`` is not below the number of terms.
+            No n-gram survives ``min_df``.
         """
-        self._validate_params()
+        check_parameters(self)
         started = time.perf_counter()
         prompts, first, second = symmetric_texts(battles, self.max_chars)
         corpus = prompts + first + second
@@ -242,7 +253,7 @@ class TfidfBlock(FeatureBlock):
             vectorizer = self._vectorizer(tag)
             try:
                 if tag == "c":
-                    vocabularies[tag], idfs[tag] = _fit_char_wb(vectorizer, corpus)
+                    vocabularies[tag], idfs[tag] = fit_char_wb(vectorizer, corpus)
                     continue
                 vectorizer.fit(corpus)
             except ValueError as err:
@@ -259,7 +270,7 @@ class TfidfBlock(FeatureBlock):
         if self.svd_components is not None:
             n_terms = sum(len(v) for v in vocabularies.values())
             if self.svd_components >= n_terms:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"The 'svd_components' of TfidfBlock ({self.svd_components}) "
                     f"must be below the number of fitted terms ({n_terms}). Lower "
                     "it or raise the max_features."
@@ -305,7 +316,7 @@ class TfidfBlock(FeatureBlock):
             n_terms = sum(len(terms) for terms in self.terms_.values())
             return sp.csr_matrix((0, n_terms), dtype=np.float32)
         parts = [
-            _char_wb_tfidf(vectorizer, texts, self._word_ngram_ids)
+            char_wb_tfidf(vectorizer, texts, self._word_ngram_ids)
             if tag == "c"
             else sp.csr_matrix(vectorizer.transform(texts))
             for tag, vectorizer in self.vectorizers_.items()
@@ -340,12 +351,13 @@ class TfidfBlock(FeatureBlock):
         ------
         RuntimeError
             The block is not fitted.
+        InvalidParameterError
+            A parameter outside its allowed values.
         ValueError
-            A parameter is out of range, or ``max_features``/``svd_components``
-            changed since ``fit``.
+            ``max_features``/``svd_components`` changed since ``fit``.
         """
         self._check_fitted()
-        self._validate_params()
+        check_parameters(self)
         self._check_state_matches()
         cut = truncate_battles(battles, self.max_chars)
         side_a = self._vectors(joined_texts(cut, "response_a"))
@@ -421,11 +433,13 @@ class TfidfBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A parameter outside its allowed values.
         ValueError
             The state has another format, or its vocabularies, idf arrays or SVD
             components do not match each other or this block's params.
         """
-        self._validate_params()
+        check_parameters(self)
         self._check_state_format(state, _STATE_FORMAT)
         vocabularies = {
             tag: {str(k): int(v) for k, v in vocab.items()}
@@ -451,182 +465,3 @@ class TfidfBlock(FeatureBlock):
         self._build(vocabularies, idfs, svd_components=svd)
         self._check_state_matches()
         return self
-
-
-def _ngram_range(name: str, value: Any) -> tuple[int, int]:
-    """``(low, high)`` from a tuple or YAML list, checked."""
-    if (
-        isinstance(value, str)
-        or not isinstance(value, Sequence)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        or not 1 <= value[0] <= value[1]
-    ):
-        raise ValueError(
-            f"The {name!r} of TfidfBlock must be two ints [low, high] with "
-            f"1 <= low <= high, e.g. [1, 2]. Got {value!r}."
-        )
-    return int(value[0]), int(value[1])
-
-
-def _char_wb_ids(
-    word: str, ngram_range: tuple[int, int], lookup: Callable[[str], int | None]
-) -> list[int]:
-    """Vocabulary ids of one word's ``char_wb`` n-grams, as scikit-learn makes them.
-
-    The word is padded with one space each side; for each n every substring of
-    length n counts, except that a padded word no longer than n counts once
-    and ends the n-gram loop (scikit-learn's ``_char_wb_ngrams``).
-    """
-    padded = f" {word} "
-    size = len(padded)
-    ids = []
-    for n in range(ngram_range[0], ngram_range[1] + 1):
-        if size <= n:
-            index = lookup(padded)
-            if index is not None:
-                ids.append(index)
-            break
-        for start in range(size - n + 1):
-            index = lookup(padded[start : start + n])
-            if index is not None:
-                ids.append(index)
-    return ids
-
-
-def _char_wb_rows(
-    vectorizer: TfidfVectorizer,
-    texts: list[str],
-    lookup: Callable[[str], int | None],
-    cache: dict[str, list[int]],
-) -> tuple[NDArray, NDArray, NDArray]:
-    """``(counts, column ids, row pointers)`` of the texts' ``char_wb`` n-grams.
-
-    ``char_wb`` n-grams never cross whitespace, so a text's counts are the sum
-    of its words' counts: each distinct word is analysed once and its n-gram
-    ids (from ``lookup``; None drops an n-gram) are kept in ``cache``. A
-    column may repeat within a row (sum the duplicates in the CSR matrix).
-    """
-    indices: list[int] = []
-    counts: list[int] = []
-    indptr = [0]
-    for text in texts:
-        words = Counter((text.lower() if vectorizer.lowercase else text).split())
-        for word, repeats in words.items():
-            ids = cache.get(word)
-            if ids is None:
-                if len(cache) >= _MAX_CACHED_WORDS:
-                    cache.clear()
-                ids = _char_wb_ids(word, vectorizer.ngram_range, lookup)
-                cache[word] = ids
-            indices += ids
-            counts += [repeats] * len(ids)
-        indptr.append(len(indices))
-    return (
-        np.asarray(counts, dtype=vectorizer.dtype),
-        np.asarray(indices, dtype=np.int64),
-        np.asarray(indptr, dtype=np.int64),
-    )
-
-
-def _fit_char_wb(
-    vectorizer: TfidfVectorizer, texts: list[str]
-) -> tuple[dict[str, int], NDArray]:
-    """What ``vectorizer.fit(texts)`` learns for a ``char_wb`` vectoriser, faster.
-
-    Returns the vocabulary (n-gram -> column) and idf weights scikit-learn
-    would fit, exactly (tested): every distinct word is analysed once (its
-    n-gram ids cached, see :func:`_char_wb_rows`), the counts are summed
-    as sparse chunks, and the pruning repeats scikit-learn's own steps -
-    alphabetical columns, ``min_df``, then the ``max_features`` most frequent
-    by the same float32 totals and the same argsort. Fitting the corpus's
-    character n-grams this way takes a fraction of scikit-learn's time, which
-    analyses every word of every text anew.
-
-    Raises
-    ------
-    ValueError
-        No n-gram at all, or none left after ``min_df`` (scikit-learn's
-        messages).
-    """
-    term_ids: dict[str, int] = {}
-
-    def assign(ngram: str) -> int:
-        return term_ids.setdefault(ngram, len(term_ids))
-
-    cache: dict[str, list[int]] = {}
-    chunks = []
-    for begin in range(0, len(texts), _FIT_CHUNK_TEXTS):
-        part = texts[begin : begin + _FIT_CHUNK_TEXTS]
-        chunk = sp.csr_matrix(
-            _char_wb_rows(vectorizer, part, assign, cache),
-            shape=(len(part), len(term_ids)),
-        )
-        chunk.sum_duplicates()  # n-grams shared by a text's words add up
-        chunks.append(chunk)
-    if not term_ids:
-        raise ValueError(
-            "empty vocabulary; perhaps the documents only contain stop words"
-        )
-    n_terms = len(term_ids)
-    for chunk in chunks:
-        chunk.resize((chunk.shape[0], n_terms))
-    counts_matrix = sp.vstack(chunks, format="csr")
-    # scikit-learn's column order: the n-grams sorted alphabetically.
-    terms = sorted(term_ids)
-    by_name = np.fromiter((term_ids[t] for t in terms), dtype=np.int64, count=n_terms)
-    n_docs = len(texts)
-    min_df = vectorizer.min_df
-    min_docs = min_df if isinstance(min_df, Integral) else min_df * n_docs
-    max_df = vectorizer.max_df
-    max_docs = max_df if isinstance(max_df, Integral) else max_df * n_docs
-    if max_docs < min_docs:
-        raise ValueError("max_df corresponds to < documents than min_df")
-    doc_freq = np.bincount(counts_matrix.indices, minlength=n_terms)[by_name]
-    keep = (doc_freq >= min_docs) & (doc_freq <= max_docs)
-    limit = vectorizer.max_features
-    if limit is not None and keep.sum() > limit:
-        totals = np.asarray(counts_matrix.sum(axis=0)).ravel()[by_name]
-        top = (-totals[keep]).argsort()[:limit]
-        chosen = np.zeros(n_terms, dtype=bool)
-        chosen[np.where(keep)[0][top]] = True
-        keep = chosen
-    kept = np.where(keep)[0]
-    if len(kept) == 0:
-        raise ValueError(
-            "After pruning, no terms remain. Try a lower min_df or a higher max_df."
-        )
-    vocabulary = {terms[position]: index for index, position in enumerate(kept)}
-    weights = TfidfTransformer(
-        norm=vectorizer.norm,
-        use_idf=vectorizer.use_idf,
-        smooth_idf=vectorizer.smooth_idf,
-        sublinear_tf=vectorizer.sublinear_tf,
-    ).fit(counts_matrix[:, by_name[kept]])
-    return vocabulary, np.asarray(weights.idf_)
-
-
-def _char_wb_tfidf(
-    vectorizer: TfidfVectorizer,
-    texts: list[str],
-    cache: dict[str, list[int]] | None = None,
-) -> sp.csr_matrix:
-    """``vectorizer.transform(texts)`` for a fitted ``char_wb`` vectoriser, faster.
-
-    Counts by :func:`_char_wb_rows`, whose per-word ``cache`` pays off because
-    words repeat heavily across answers and batches (pass the same dict for
-    the same vectoriser only). Then the same tf-idf weighting as scikit-learn:
-    ``1 + log(tf)`` when sublinear, times idf, l2 rows. The result equals
-    ``vectorizer.transform`` exactly (tested).
-    """
-    cache = {} if cache is None else cache
-    matrix = sp.csr_matrix(
-        _char_wb_rows(vectorizer, texts, vectorizer.vocabulary_.get, cache),
-        shape=(len(texts), len(vectorizer.vocabulary_)),
-    )
-    matrix.sum_duplicates()
-    if vectorizer.sublinear_tf:
-        np.log(matrix.data, out=matrix.data)
-        matrix.data += 1.0
-    matrix.data *= vectorizer.idf_[matrix.indices]
-    return sp.csr_matrix(normalize(matrix, norm=vectorizer.norm, copy=False))

@@ -20,6 +20,7 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -37,6 +38,7 @@ from features.text import (
     side_outputs,
     symmetric_texts,
 )
+from features.validation import Interval, Options, ParameterTable, check_parameters
 
 __all__ = ["Word2VecBlock", "tokenize"]
 
@@ -131,13 +133,17 @@ class Word2VecBlock(FeatureBlock):
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = True
 
-    _POSITIVE_INTS: ClassVar[tuple[str, ...]] = (
-        "vector_size",
-        "window",
-        "min_count",
-        "epochs",
-        "workers",
-    )
+    _allowed_values: ClassVar[ParameterTable] = {
+        "vector_size": [Interval(Integral, 1, None)],
+        "window": [Interval(Integral, 1, None)],
+        "min_count": [Interval(Integral, 1, None)],
+        "epochs": [Interval(Integral, 1, None)],
+        "workers": [Interval(Integral, 1, None)],
+        "seed": [Interval(Integral, 0, None)],
+        "max_vocab": [Interval(Integral, 1, None), None],
+        "max_chars": [Interval(Integral, 1, None), None],
+        "output": [Options(OUTPUTS)],
+    }
 
     def __init__(
         self,
@@ -162,15 +168,6 @@ class Word2VecBlock(FeatureBlock):
         self.max_chars = max_chars
         self.output = output
 
-    def _validate_params(self) -> None:
-        self._check_choice("output", OUTPUTS)
-        for name in self._POSITIVE_INTS:
-            self._check_int(name, minimum=1)
-        self._check_int("seed", minimum=0)
-        for name in ("max_vocab", "max_chars"):
-            if getattr(self, name) is not None:
-                self._check_int(name, minimum=1)
-
     # --------------------------------------------------------------------- fit
     def fit(self, battles: pd.DataFrame) -> Word2VecBlock:
         """Train word vectors and idf weights on the prompts and both answers.
@@ -187,12 +184,14 @@ class Word2VecBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A parameter outside its allowed values.
         ValueError
-            A parameter is out of range, or no word reaches ``min_count``.
+            No word reaches ``min_count``.
         """
         from gensim.models import Word2Vec  # heavy: only when training
 
-        self._validate_params()
+        check_parameters(self)
         if self.workers > 1:
             warnings.warn(
                 f"Word2VecBlock with workers={self.workers} trains non-"
@@ -283,11 +282,13 @@ class Word2VecBlock(FeatureBlock):
         ------
         RuntimeError
             The block is not fitted.
+        InvalidParameterError
+            A parameter outside its allowed values.
         ValueError
-            A parameter is out of range, or ``vector_size`` changed since fit.
+            ``vector_size`` changed since fit.
         """
         self._check_fitted()
-        self._validate_params()
+        check_parameters(self)
         if self.vectors_.shape[1] != self.vector_size:
             raise ValueError(
                 f"Word2VecBlock was fitted with vector_size="
@@ -340,11 +341,13 @@ class Word2VecBlock(FeatureBlock):
 
         Raises
         ------
+        InvalidParameterError
+            A parameter outside its allowed values.
         ValueError
             Another state format, or vocabulary, vectors and idf of mismatched
             sizes (or vectors of another ``vector_size``).
         """
-        self._validate_params()
+        check_parameters(self)
         self._check_state_format(state, _STATE_FORMAT)
         vocabulary = [str(word) for word in state["vocabulary"]]
         vectors = np.asarray(arrays["vectors"], dtype=np.float32)

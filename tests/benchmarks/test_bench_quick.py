@@ -97,30 +97,49 @@ def _section(key: str, value: str) -> Section:
     return Section(key=key, title=f"{key} title", tables=[table], targets=[target])
 
 
+_MACHINE = {
+    "cores": 2,
+    "cpu_count": 2,
+    "cpu_model": "test cpu",
+    "memory_gb": 1.0,
+    "gpu": "none",
+    "python": "3",
+    "platform": "linux",
+    "date": "today",
+}
+
+
 def test_rerunning_one_section_keeps_the_others(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    machine = {
-        "cores": 2,
-        "cpu_count": 2,
-        "cpu_model": "test cpu",
-        "memory_gb": 1.0,
-        "gpu": "none",
-        "python": "3",
-        "platform": "linux",
-        "date": "today",
-    }
     blocks = {
         key: render_section(_section(key, "old"), "_run: old_", out) for key in SECTIONS
     }
-    first = render(blocks, machine, "python -m benchmarks.run")
+    first = render(blocks, _MACHINE, "python -m benchmarks.run")
     kept = _existing_sections(first)
     assert set(kept) == set(SECTIONS)
     kept["speed"] = render_section(_section("speed", "new"), "_run: new_", out)
-    second = render(kept, machine, "python -m benchmarks.run --only speed")
-    assert second.count("\n| new |\n") == 1 and second.count("\n| old |\n") == 3
+    second = render(kept, _MACHINE, "python -m benchmarks.run --only speed")
+    assert second.count("\n| new |\n") == 1 and second.count("\n| old |\n") == (
+        len(SECTIONS) - 1
+    )
     # The targets table at the top lists every section's targets.
     for key in SECTIONS:
         assert f"| {key} | {key} target |" in second
+
+
+def test_rerun_keeps_the_hand_written_section_verbatim(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    notes = (
+        "<!-- section:choices -->\n## Profile settings\n\n| a | b |\n"
+        "<!-- /section:choices -->"
+    )
+    blocks = {"speed": render_section(_section("speed", "old"), "_run: old_", out)}
+    first = render({**blocks, "choices": notes}, _MACHINE, "python -m benchmarks.run")
+    kept = _existing_sections(first)
+    kept["speed"] = render_section(_section("speed", "new"), "_run: new_", out)
+    second = render(kept, _MACHINE, "python -m benchmarks.run --only speed")
+    assert notes in second and second.index("speed title") < second.index(notes)
+    assert "[choices](#profile-settings)" in second
 
 
 def test_no_scale_train_builds_only_but_keeps_the_target_run():

@@ -14,12 +14,14 @@ from features.battles import (
     BattleFormatError,
     as_battles,
     battle_fingerprint,
+    battle_ids,
     labels_to_onehot,
     read_battles,
     repair_report,
     swap,
     truncate_battles,
 )
+from features.errors import DataFileError
 
 
 def _kaggle_row(battle_id, prompt, response_a, response_b, label=0):
@@ -213,7 +215,9 @@ def test_training_without_targets_is_a_clear_error(tmp_path):
 def test_unknown_file_suffix_is_a_clear_error(tmp_path):
     path = tmp_path / "battles.xlsx"
     path.write_text("x")
-    with pytest.raises(BattleFormatError, match=r"cannot tell the format .* Use \.csv"):
+    with pytest.raises(
+        DataFileError, match=r"cannot tell the format of '.*battles\.xlsx'.* Use \.csv"
+    ):
         read_battles(path)
 
 
@@ -419,8 +423,35 @@ def test_swap_exchanges_responses_and_maps_labels(hand_battles):
 
 
 def test_labels_to_onehot_rejects_out_of_range_values():
-    with pytest.raises(ValueError, match=r"labels must be 0, 1 or 2"):
+    with pytest.raises(
+        BattleFormatError, match=r"labels must be 0, 1 or 2 \(A, B, tie"
+    ):
         labels_to_onehot([0, 3])
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ([2299425.0, 31.0], ["2299425", "31"]),
+        (np.array([2299425.0, 12.5]), ["2299425", "12.5"]),
+        (pd.Series([7, 8], dtype="Float64"), ["7", "8"]),
+        (["x91", 31, "007"], ["x91", "31", "007"]),
+    ],
+)
+def test_battle_ids_write_integral_floats_as_integers(ids, expected):
+    assert battle_ids(ids).tolist() == expected
+
+
+def test_integral_float_ids_of_a_frame_become_integers():
+    frame = pd.DataFrame(
+        {
+            "id": [2299425.0, 12.5],
+            "prompt": ['["q"]'] * 2,
+            "response_a": ['["a"]'] * 2,
+            "response_b": ['["b"]'] * 2,
+        }
+    )
+    assert as_battles(frame)["id"].tolist() == ["2299425", "12.5"]
 
 
 def test_truncation_keeps_the_end_of_the_conversation():

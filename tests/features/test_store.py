@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from features.battles import swap
+from features.errors import NotFittedError
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
 
@@ -75,7 +76,7 @@ def test_transform_reuses_fitted_state_and_matches_fit_output(tmp_path, hand_bat
 
 
 def test_transform_before_fit_is_an_error():
-    with pytest.raises(RuntimeError, match="not fitted; call fit_transform first"):
+    with pytest.raises(NotFittedError, match="not fitted; call fit_transform first"):
         FeaturePipeline(BLOCKS).transform(None)
 
 

@@ -1,11 +1,13 @@
-"""Row subsamples for tuning keep prompt groups whole and are reproducible."""
+"""Folds and the tuning sample keep prompt groups whole and are reproducible."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from models import subsample_groups
+from features.errors import InvalidParameterError
+from models import make_folds, subsample_groups
+from models.folds import MIN_TUNING_ROWS, tuning_sample
 
 
 def test_subsample_keeps_whole_groups_under_the_limit():
@@ -34,5 +36,40 @@ def test_no_limit_or_a_large_one_keeps_every_row():
     groups = np.arange(10)
     np.testing.assert_array_equal(subsample_groups(groups, None), np.arange(10))
     np.testing.assert_array_equal(subsample_groups(groups, 10), np.arange(10))
-    with pytest.raises(ValueError, match="max_rows"):
+    with pytest.raises(InvalidParameterError, match="max_rows must be >= 1"):
         subsample_groups(groups, 0)
+
+
+def test_tuning_sample_has_its_own_grouped_folds_over_whole_groups():
+    groups = np.repeat(np.arange(200), 3)
+    labels = np.arange(600) % 3
+    rows, folds = tuning_sample(labels, groups, max_rows=300, n_folds=3, seed=2)
+
+    np.testing.assert_array_equal(rows, subsample_groups(groups, 300, seed=2))
+    assert len(folds) == len(rows) and set(folds.tolist()) == {0, 1, 2}
+    for group in np.unique(groups[rows]):
+        assert len(set(folds[groups[rows] == group].tolist())) == 1
+
+
+def test_tuning_sample_without_a_limit_keeps_every_row():
+    groups, labels = np.arange(150), np.arange(150) % 3
+    rows, folds = tuning_sample(labels, groups, max_rows=None, n_folds=2)
+    np.testing.assert_array_equal(rows, np.arange(150))
+    np.testing.assert_array_equal(folds, make_folds(labels, groups, 2, 0))
+
+
+@pytest.mark.parametrize(
+    ("max_rows", "n_folds", "match"),
+    [
+        (MIN_TUNING_ROWS - 1, 3, r"max_rows must be None \(every row\) or >= 100"),
+        (500.0, 3, r"max_rows must be None \(every row\) or an int. Got 500.0"),
+        (True, 3, "max_rows must be None"),
+        (None, 1, r"n_folds must be an int >= 2 .* Got 1"),
+        (None, 3.0, "n_folds must be an int >= 2"),
+        (None, 200, "cannot make 200 prompt-grouped folds from 150 distinct prompts"),
+    ],
+)
+def test_bad_tuning_sample_settings_raise(max_rows, n_folds, match):
+    groups, labels = np.arange(150), np.arange(150) % 3
+    with pytest.raises(InvalidParameterError, match=match):
+        tuning_sample(labels, groups, max_rows=max_rows, n_folds=n_folds)

@@ -11,6 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from features.battles import CLASSES, read_battles, swap
+from features.errors import InvalidParameterError
 from models import ModelIntegrityError, PreferenceModel, multiclass_log_loss
 from pipelines.make_demo_data import make_demo_battles
 
@@ -83,19 +84,39 @@ def test_fit_returns_self_and_sets_classes(fitted):
     assert fitted.n_features_in_ == len(fitted.feature_names_out_)
 
 
-def test_invalid_params_are_clear_errors(demo_frame):
-    with pytest.raises(
-        ValueError, match=r"'stack_method' of PreferenceModel must be one of"
-    ):
-        PreferenceModel(stack_method="vote").fit(demo_frame)
-    with pytest.raises(
-        ValueError, match=r"'boosters' of PreferenceModel must be a non-empty list"
-    ):
-        PreferenceModel(boosters=("catboost",)).fit(demo_frame)
-    with pytest.raises(
-        ValueError, match=r"'n_folds' of PreferenceModel must be an int >= 2"
-    ):
-        PreferenceModel(n_folds=1).fit(demo_frame)
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        (
+            {"stack_method": "vote"},
+            r"The 'stack_method' parameter of PreferenceModel must be one of 'auto', "
+            r"'blend', 'logreg'\. Got 'vote'\.",
+        ),
+        (
+            {"boosters": ("catboost",)},
+            r"The 'boosters' parameter of PreferenceModel must be a non-empty list of "
+            r"names from \['lightgbm', 'xgboost'\]\. Got \('catboost',\)\.",
+        ),
+        ({"boosters": ()}, r"'boosters' parameter .* Got \(\)\."),
+        ({"boosters": "lightgbm"}, r"'boosters' parameter .* Got 'lightgbm'\."),
+        (
+            {"n_folds": 1},
+            r"The 'n_folds' parameter of PreferenceModel must be an int in "
+            r"\[2, inf\)\. Got 1\.",
+        ),
+        (
+            {"degenerate_rules": "sometimes"},
+            r"'degenerate_rules' parameter of PreferenceModel must be a bool or "
+            r"'auto'\. Got 'sometimes'\.",
+        ),
+        ({"n_jobs": 0}, r"'n_jobs' parameter .* an int in \[1, inf\), -1 or None"),
+        ({"max_chars": 0}, r"'max_chars' parameter .* or None\. Got 0\."),
+        ({"calibrate": "yes"}, r"'calibrate' parameter .* must be a bool\."),
+    ],
+)
+def test_invalid_params_are_clear_errors(demo_frame, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        PreferenceModel(**params).fit(demo_frame)
 
 
 def test_fit_without_labels_is_a_clear_error(demo_frame):

@@ -118,6 +118,10 @@ def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
 
     submission = workspace["root"] / "submission.csv"
     test_frame = pd.read_csv(workspace["data"]).drop(columns=list(CLASSES)).head(50)
+    # A float id column (as pandas makes one with a missing value) is written
+    # as 85216410.0; the submission keeps the integer, and 0.5 ids stay.
+    test_frame["id"] = test_frame["id"].astype(float)
+    test_frame.loc[0, "id"] += 0.5
     test_path = workspace["root"] / "test.csv"
     test_frame.to_csv(test_path, index=False)
     assert (
@@ -134,9 +138,13 @@ def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
         )
         == 0
     )
-    written = pd.read_csv(submission)
+    written = pd.read_csv(submission, dtype={"id": str})
     assert list(written.columns) == ["id", *CLASSES]
     assert len(written) == 50
+    expected_ids = [str(int(i)) for i in test_frame["id"]]
+    expected_ids[0] = f"{test_frame['id'][0]}"
+    assert written["id"].tolist() == expected_ids
+    assert expected_ids[0].endswith(".5")
     np.testing.assert_allclose(written[list(CLASSES)].sum(axis=1), 1.0, atol=1e-6)
 
     eval_dir = workspace["root"] / "eval"
@@ -166,6 +174,77 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(workspace, tmp_path):
     assert result.returncode == 2
     assert "missing column(s) ['response_a', 'response_b']" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("bug", ["ValueError", "KeyError"])
+def test_a_bug_shows_its_traceback_and_exits_1(workspace, bug):
+    # A bug inside the code, not a user error: its traceback must reach the user.
+    child = (
+        "import sys\n"
+        "import pipelines.build_features as cli\n"
+        "def broken(*args, **kwargs):\n"
+        f"    raise {bug}('deliberate bug')\n"
+        "cli.truncate_battles = broken\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child, *_common(workspace)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert f"{bug}: " in result.stderr and "deliberate bug" in result.stderr
+    assert "error: " not in result.stderr
+
+
+def test_run_cli_reports_only_user_errors_and_os_errors_in_one_line(capsys):
+    from features.errors import DataFileError, InvalidParameterError
+    from pipelines._cli import base_parser, run_cli
+
+    def failing(error: BaseException):
+        def main(args):
+            raise error
+
+        return main
+
+    for error in (
+        DataFileError("bad file"),
+        InvalidParameterError("bad param"),
+        FileNotFoundError("no such file"),
+    ):
+        assert run_cli(failing(error), base_parser("x"), ["--quiet"]) == 2
+        assert capsys.readouterr().err == f"error: {error}\n"
+    for bug in (ValueError("bug"), TypeError("bug"), KeyError("bug")):
+        with pytest.raises(type(bug), match="bug"):
+            run_cli(failing(bug), base_parser("x"), ["--quiet"])
+
+
+@pytest.mark.parametrize("prior", ["0.5,0.5", "a,b,c", "0.5,0.5,0", "0.5,nan,0.1"])
+def test_a_bad_class_prior_is_an_option_error(prior, capsys):
+    with pytest.raises(SystemExit) as raised:
+        predict.main(["--class-prior", prior])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --class-prior: must be three positive numbers A,B,TIE" in err
+    assert repr(prior) in err
+
+
+def test_packages_export_their_public_names_without_importing_torch():
+    child = (
+        "import sys\n"
+        "import features, pipelines\n"
+        "for package in (features, pipelines):\n"
+        "    assert len(set(package.__all__)) == len(package.__all__)\n"
+        "    missing = [n for n in package.__all__ if not hasattr(package, n)]\n"
+        "    assert not missing, (package.__name__, missing)\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_unknown_config_key_exits_2_naming_the_key(workspace):
@@ -211,7 +290,9 @@ def test_unknown_block_in_blocks_option_is_a_clear_error(workspace, capsys):
         ]
     )
     assert code == 2
-    assert "--blocks ['tfidf'] are not in" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--blocks ['tfidf'] are not in" in err
+    assert "its blocks are ['lengths', 'flags']. Pick from those" in err
 
 
 def test_tuning_runs_on_the_row_subsample_and_the_final_fit_on_every_row(

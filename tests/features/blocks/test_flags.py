@@ -19,6 +19,7 @@ from features.blocks.flags import (
     refusal_phrases,
     script_fractions,
 )
+from features.errors import InvalidParameterError
 
 HARMLESSNESS_SOURCES = ("hh-rlhf-harmless", "hhh:harmless")
 
@@ -60,25 +61,32 @@ def test_flags_block_fit_returns_self(hand_battles):
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"refusal_window": 0}, r"'refusal_window' of FlagsBlock must be an int >= 1"),
+        (
+            {"refusal_window": 0},
+            r"'refusal_window' parameter of FlagsBlock must be an int in \[1, inf\)\. "
+            r"Got 0\.",
+        ),
         (
             {"max_chars": "all"},
-            r"'max_chars' of FlagsBlock must be an int >= 1; got 'all'",
+            r"'max_chars' parameter of FlagsBlock must be an int in \[1, inf\)\. "
+            r"Got 'all'\.",
         ),
         (
             {"near_identical_threshold": 1.5},
-            r"'near_identical_threshold' of FlagsBlock must be a float in \(0, 1\]",
+            r"'near_identical_threshold' parameter of FlagsBlock must be a float in "
+            r"\(0, 1\]\. Got 1\.5\.",
         ),
         (
             {"near_identical_threshold": float("nan")},
-            r"'near_identical_threshold' of FlagsBlock must be a float in \(0, 1\]",
+            r"'near_identical_threshold' parameter of FlagsBlock must be a float in "
+            r"\(0, 1\]\. Got nan\.",
         ),
     ],
 )
 def test_flags_block_rejects_invalid_params(hand_battles, params, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         FlagsBlock(**params).transform(hand_battles)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=match):
         FlagsBlock(**params).fit(hand_battles)
 
 

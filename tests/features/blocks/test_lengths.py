@@ -20,6 +20,7 @@ from features.blocks.lengths import (
     count_tokens,
     count_words,
 )
+from features.errors import InvalidParameterError
 
 
 def _battles(response_a, response_b, prompt=None) -> pd.DataFrame:
@@ -188,19 +189,28 @@ def test_lengths_block_does_not_mutate_the_battles(hand_battles):
     pd.testing.assert_frame_equal(hand_battles, before)
 
 
+_TANH_SCALES_MESSAGE = (
+    r"The 'tanh_scales' parameter of LengthsBlock must be None or a dict from count "
+    r"names in \['chars', 'words', .*\] to floats in \(0, inf\)\. Got "
+)
+
+
 def test_lengths_rejects_unknown_tanh_scale_keys(hand_battles):
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bytes'\]; valid keys"):
+    with pytest.raises(
+        InvalidParameterError, match=_TANH_SCALES_MESSAGE + r"\{'bytes': 3\.0\}\."
+    ):
         LengthsBlock(tanh_scales={"bytes": 3.0}).fit(hand_battles)
 
 
 @pytest.mark.parametrize("value", [0.0, -5.0, float("nan"), float("inf"), True, "1"])
 def test_lengths_rejects_tanh_scales_that_are_not_positive_numbers(hand_battles, value):
-    with pytest.raises(ValueError, match=r"finite numbers > 0; got 'chars'"):
+    match = _TANH_SCALES_MESSAGE + r"\{'chars'"
+    with pytest.raises(InvalidParameterError, match=match):
         LengthsBlock(tanh_scales={"chars": value}).transform(hand_battles)
 
 
 def test_lengths_rejects_tanh_scales_that_are_not_a_dict(hand_battles):
-    with pytest.raises(TypeError, match="must be a dict of count name to float"):
+    with pytest.raises(InvalidParameterError, match=_TANH_SCALES_MESSAGE + r"\[1\.0\]"):
         LengthsBlock(tanh_scales=[1.0]).fit(hand_battles)
 
 

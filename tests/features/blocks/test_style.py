@@ -22,6 +22,7 @@ from features.blocks.style import (
     fast_syllables,
     markdown_counts,
 )
+from features.errors import InvalidParameterError
 
 _MARKDOWN = """# Title
 
@@ -343,25 +344,32 @@ def test_style_output_is_finite_and_fast_on_edge_texts(text):
 
 
 def test_style_rejects_an_unknown_readability_backend(hand_battles):
-    with pytest.raises(ValueError, match=r"'readability' of StyleBlock must be one of"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"'readability' parameter of StyleBlock must be one of 'fast', "
+        r"'textstat', 'none'\. Got 'flesch'\.",
+    ):
         StyleBlock(readability="flesch").fit(hand_battles)
 
 
 @pytest.mark.parametrize(
-    ("params", "error", "message"),
+    ("params", "message"),
     [
         (
             {"readability_max_chars": 50},
-            ValueError,
-            "'readability_max_chars' of StyleBlock must be >= 100; got 50",
+            r"'readability_max_chars' parameter of StyleBlock must be an int in "
+            r"\[100, inf\)\. Got 50\.",
         ),
-        ({"ttr_window": 5}, ValueError, "'ttr_window' of StyleBlock must be >= 10"),
-        ({"ttr_window": 20.5}, TypeError, "'ttr_window' of StyleBlock must be an int"),
-        ({"readability_max_chars": True}, TypeError, "must be an int; got bool"),
+        (
+            {"ttr_window": 5},
+            r"'ttr_window' parameter of StyleBlock must be an int in \[10, inf\)",
+        ),
+        ({"ttr_window": 20.5}, r"'ttr_window' parameter of StyleBlock .* Got 20\.5"),
+        ({"readability_max_chars": True}, r"must be an int in \[100, inf\)\. Got True"),
     ],
 )
-def test_style_rejects_out_of_range_params(hand_battles, params, error, message):
-    with pytest.raises(error, match=message):
+def test_style_rejects_out_of_range_params(hand_battles, params, message):
+    with pytest.raises(InvalidParameterError, match=message):
         StyleBlock(**params).transform(hand_battles)
 
 

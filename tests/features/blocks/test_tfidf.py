@@ -11,7 +11,9 @@ import scipy.sparse as sp
 from sklearn.base import clone
 
 from features.battles import as_battles, read_battles, swap
-from features.blocks.tfidf import TfidfBlock, _char_wb_tfidf, _fit_char_wb
+from features.blocks._char_ngrams import char_wb_tfidf, fit_char_wb
+from features.blocks.tfidf import TfidfBlock
+from features.errors import InvalidParameterError
 
 _ODD_TEXTS = [  # whitespace, case and script corner cases of char_wb
     "ΟΔΟΣ Σίσυφος\tTAB\xa0nbsp\u3000ideo  double  space\n\nEND",
@@ -156,14 +158,14 @@ def test_tfidf_fast_char_path_equals_sklearn_transform(hand_battles, lowercase):
     block = _small(word_max_features=0, lowercase=lowercase).fit(hand_battles)
     vectorizer = block.vectorizers_["c"]
     texts = _ODD_TEXTS + [" ".join(t) for t in hand_battles["response_a"]]
-    fast = _char_wb_tfidf(vectorizer, texts)
+    fast = char_wb_tfidf(vectorizer, texts)
     reference = sp.csr_matrix(vectorizer.transform(texts))
     assert fast.dtype == reference.dtype == np.float32
     np.testing.assert_array_equal(fast.toarray(), reference.toarray())
 
 
 def _assert_fit_equals_sklearn(vectorizer, texts):
-    vocabulary, idf = _fit_char_wb(vectorizer, texts)
+    vocabulary, idf = fit_char_wb(vectorizer, texts)
     reference = clone(vectorizer).fit(texts)
     assert vocabulary == {k: int(v) for k, v in reference.vocabulary_.items()}
     assert idf.dtype == reference.idf_.dtype
@@ -198,7 +200,7 @@ def test_tfidf_fast_char_fit_raises_like_sklearn_when_nothing_is_left():
         (["", " \n ", ""], "empty vocabulary"),
     ]
     for texts, message in cases:
-        for fit in (lambda t: _fit_char_wb(vectorizer, t), clone(vectorizer).fit):
+        for fit in (lambda t: fit_char_wb(vectorizer, t), clone(vectorizer).fit):
             with pytest.raises(ValueError, match=message):
                 fit(texts)
 
@@ -266,38 +268,50 @@ def test_tfidf_max_chars_keeps_the_end_of_long_answers(hand_battles):
 
 
 @pytest.mark.parametrize(
-    ("params", "error", "match"),
+    ("params", "match"),
     [
-        ({"output": "sparse"}, ValueError, "'output' of TfidfBlock must be one of"),
-        ({"word_ngram_range": [2, 1]}, ValueError, "'word_ngram_range'.*low <= high"),
-        ({"char_ngram_range": [3]}, ValueError, "'char_ngram_range'.*two ints"),
-        ({"char_ngram_range": "35"}, ValueError, "'char_ngram_range'.*two ints"),
-        ({"word_ngram_range": [0, 2]}, ValueError, "'word_ngram_range'"),
-        ({"word_max_features": -1}, ValueError, "'word_max_features'.*>= 0"),
-        ({"char_max_features": 2.5}, TypeError, "'char_max_features'.*must be an int"),
+        (
+            {"output": "sparse"},
+            r"'output' parameter of TfidfBlock must be one of 'diff', 'sides', "
+            r"'both'\. Got 'sparse'\.",
+        ),
+        (
+            {"word_ngram_range": [2, 1]},
+            r"'word_ngram_range'.*low <= high.*Got \[2, 1\]",
+        ),
+        ({"char_ngram_range": [3]}, r"'char_ngram_range' parameter .* two ints"),
+        ({"char_ngram_range": "35"}, r"'char_ngram_range' parameter .* two ints"),
+        ({"word_ngram_range": [0, 2]}, r"'word_ngram_range' parameter of TfidfBlock"),
+        ({"word_max_features": -1}, r"'word_max_features'.* an int in \[0, inf\)"),
+        ({"char_max_features": 2.5}, r"'char_max_features'.* an int in \[0, inf\)"),
         (
             {"word_max_features": 0, "char_max_features": 0},
-            ValueError,
             "no n-grams; set at least one",
         ),
-        ({"min_df": 0}, ValueError, "'min_df' of TfidfBlock must be an int >= 1"),
-        ({"min_df": 1.5}, ValueError, "'min_df'.*float in \\(0, 1\\]"),
-        ({"min_df": True}, ValueError, "'min_df'"),
-        ({"sublinear_tf": "yes"}, TypeError, "'sublinear_tf' of TfidfBlock"),
-        ({"lowercase": 1}, TypeError, "'lowercase' of TfidfBlock must be a bool"),
-        ({"svd_components": 0}, ValueError, "'svd_components'.*>= 1"),
-        ({"max_chars": 0}, ValueError, "'max_chars'.*>= 1"),
-        ({"seed": -1}, ValueError, "'seed'.*>= 0"),
+        (
+            {"min_df": 0},
+            r"'min_df' parameter of TfidfBlock must be an int in \[1, inf\) or a "
+            r"float in \(0, 1\]\. Got 0\.",
+        ),
+        ({"min_df": 1.5}, r"'min_df'.*float in \(0, 1\]\. Got 1\.5"),
+        ({"min_df": True}, r"'min_df'.* Got True"),
+        ({"sublinear_tf": "yes"}, r"'sublinear_tf' parameter of TfidfBlock must be a"),
+        ({"lowercase": 1}, r"'lowercase' parameter of TfidfBlock must be a bool"),
+        ({"svd_components": 0}, r"'svd_components'.* an int in \[1, inf\) or None"),
+        ({"max_chars": 0}, r"'max_chars'.* an int in \[1, inf\) or None"),
+        ({"seed": -1}, r"'seed'.* an int in \[0, inf\)\. Got -1"),
     ],
 )
-def test_tfidf_bad_params_raise_naming_the_param(hand_battles, params, error, match):
-    with pytest.raises(error, match=match):
+def test_tfidf_bad_params_raise_naming_the_param(hand_battles, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
         TfidfBlock(**params).fit(hand_battles)
 
 
 def test_tfidf_svd_components_above_term_count_raise(hand_battles):
     block = _small(svd_components=100_000)
-    with pytest.raises(ValueError, match="must be below the number of fitted terms"):
+    with pytest.raises(
+        InvalidParameterError, match="must be below the number of fitted terms"
+    ):
         block.fit(hand_battles)
 
 
@@ -308,7 +322,7 @@ def test_tfidf_min_df_leaving_no_terms_raises(hand_battles):
 
 def test_tfidf_bad_output_after_fit_raises_in_transform(hand_battles):
     block = _small().fit(hand_battles).set_params(output="all")
-    with pytest.raises(ValueError, match="'output' of TfidfBlock"):
+    with pytest.raises(InvalidParameterError, match="'output' parameter of TfidfBlock"):
         block.transform(hand_battles)
 
 

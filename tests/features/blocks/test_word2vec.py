@@ -15,6 +15,7 @@ from sklearn.base import clone
 
 from features.battles import as_battles, read_battles, swap
 from features.blocks.word2vec import Word2VecBlock, tokenize
+from features.errors import InvalidParameterError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -249,21 +250,29 @@ def test_word2vec_corpus_without_words_raises():
 
 
 @pytest.mark.parametrize(
-    ("params", "error", "match"),
+    ("params", "match"),
     [
-        ({"output": "vectors"}, ValueError, "'output' of Word2VecBlock must be one of"),
-        ({"vector_size": 0}, ValueError, "'vector_size' of Word2VecBlock must be >= 1"),
-        ({"window": 2.5}, TypeError, "'window' of Word2VecBlock must be an int"),
-        ({"min_count": 0}, ValueError, "'min_count'.*>= 1"),
-        ({"epochs": True}, TypeError, "'epochs'.*must be an int"),
-        ({"workers": 0}, ValueError, "'workers'.*>= 1"),
-        ({"seed": -1}, ValueError, "'seed'.*>= 0"),
-        ({"max_vocab": 0}, ValueError, "'max_vocab'.*>= 1"),
-        ({"max_chars": "10"}, TypeError, "'max_chars'.*must be an int"),
+        (
+            {"output": "vectors"},
+            r"'output' parameter of Word2VecBlock must be one of 'diff', 'sides', "
+            r"'both'\. Got 'vectors'\.",
+        ),
+        (
+            {"vector_size": 0},
+            r"'vector_size' parameter of Word2VecBlock must be an int in \[1, inf\)\. "
+            r"Got 0\.",
+        ),
+        ({"window": 2.5}, r"'window' parameter of Word2VecBlock .* Got 2\.5"),
+        ({"min_count": 0}, r"'min_count'.* an int in \[1, inf\)"),
+        ({"epochs": True}, r"'epochs'.* an int in \[1, inf\)\. Got True"),
+        ({"workers": 0}, r"'workers'.* an int in \[1, inf\)"),
+        ({"seed": -1}, r"'seed'.* an int in \[0, inf\)"),
+        ({"max_vocab": 0}, r"'max_vocab'.* an int in \[1, inf\) or None"),
+        ({"max_chars": "10"}, r"'max_chars'.* an int in \[1, inf\) or None\. Got '10'"),
     ],
 )
-def test_word2vec_bad_params_raise_naming_the_param(hand_battles, params, error, match):
-    with pytest.raises(error, match=match):
+def test_word2vec_bad_params_raise_naming_the_param(hand_battles, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
         Word2VecBlock(**params).fit(hand_battles)
 
 

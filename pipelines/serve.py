@@ -1,0 +1,242 @@
+"""Serve a trained model over HTTP (an ASGI app on uvicorn).
+
+    python -m pipelines.serve --model artifacts/model --port 8000
+
+Endpoints: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``, ``GET /openapi.json`` and ``GET /docs``.
+The model is loaded and verified against its manifest once per worker
+process; concurrent requests are micro-batched into shared ``predict_proba``
+calls; SIGTERM or Ctrl-C stops taking requests and lets the ones in flight
+finish. Needs the ``serve`` extra: ``pip install 'arena-preference[serve]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipelines._cli import run_cli, setup_logging
+
+__all__ = ["SERVE_HINT", "main", "require_serve_extra"]
+
+logger = logging.getLogger("pipelines.serve")
+
+SERVE_HINT = "install the `serve` extra: pip install 'arena-preference[serve]'"
+_SETTINGS_ENV = "ARENA_PREFERENCE_SERVE_SETTINGS"
+"""How the settings reach ``--workers`` processes (set by this entry point)."""
+
+
+def require_serve_extra() -> None:
+    """Fail with the install hint when starlette or uvicorn is missing.
+
+    Raises
+    ------
+    ImportError
+        A package of the ``serve`` extra cannot be imported.
+    """
+    missing = []
+    for module in ("starlette", "uvicorn"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        raise ImportError(f"pipelines.serve needs {missing}; {SERVE_HINT}.")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}.")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535; got {text!r}.")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(
+            f"expected milliseconds between 0 and 1000; got {text!r}."
+        )
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--model", type=Path, default=Path("artifacts/model"), help="model directory")
+    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    add("--port", type=_port, default=8000, help="TCP port")
+    add(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes, each with its own copy of the model",
+    )
+    add(
+        "--max-batch",
+        type=_positive_int,
+        default=1000,
+        help="most battles in one request (more: 413)",
+    )
+    add(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        help="largest request body in bytes (more: 413)",
+    )
+    add(
+        "--batch-rows",
+        type=_positive_int,
+        default=256,
+        help="most battles per shared model call (micro-batch); a larger request "
+        "runs alone",
+    )
+    add(
+        "--batch-wait-ms",
+        type=_milliseconds,
+        default=2.0,
+        help="how long a request waits for others to share its model call",
+    )
+    add(
+        "--n-jobs",
+        type=int,
+        default=1,
+        help="worker processes of the row-parallel feature blocks per model call "
+        "(1: serial; requests are spread over --workers instead)",
+    )
+    add(
+        "--shutdown-timeout",
+        type=_positive_int,
+        default=30,
+        help="seconds that in-flight requests get to finish on SIGTERM",
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--verbose", action="store_true", help="debug logging")
+    verbosity.add_argument(
+        "--quiet", action="store_true", help="warnings only (no access log)"
+    )
+    return parser
+
+
+def _setup_access_log(quiet: bool, verbose: bool = False) -> None:
+    """Access lines as bare JSON, one per request, on stderr."""
+    if not verbose:
+        # Two lines per block per model call would drown the access log.
+        logging.getLogger("features.pipeline").setLevel(logging.WARNING)
+    access = logging.getLogger("pipelines.serve.access")
+    access.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(handler)
+    access.propagate = False
+    access.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": args.shutdown_timeout,
+        "lifespan": "on",
+        "server_header": False,
+    }
+
+
+def _main(args: argparse.Namespace) -> int:
+    require_serve_extra()
+    import uvicorn
+
+    from pipelines._serve_app import ServeSettings, create_app, load_model
+
+    _setup_access_log(args.quiet, args.verbose)
+    settings = ServeSettings(
+        model_dir=str(args.model),
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        batch_rows=args.batch_rows,
+        batch_wait_ms=args.batch_wait_ms,
+        n_jobs=args.n_jobs,
+    )
+    if args.workers == 1:
+        # Load (and verify) before listening: a bad model stops here, exit 2.
+        loaded = load_model(args.model, n_jobs=args.n_jobs)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, loaded), **_uvicorn_options(args))
+        )
+        server.run()
+        return 0 if server.started else 3
+    # Each worker process loads the model itself; check it once here first.
+    from models.artifact import read_model_dir
+
+    read_model_dir(args.model)
+    os.environ[_SETTINGS_ENV] = json.dumps(
+        {
+            "settings": dataclasses.asdict(settings),
+            "verbose": args.verbose,
+            "quiet": args.quiet,
+        }
+    )
+    uvicorn.run(
+        "pipelines.serve:_app_from_environment",
+        factory=True,
+        workers=args.workers,
+        **_uvicorn_options(args),
+    )
+    return 0
+
+
+def _app_from_environment() -> Any:
+    """The app of one ``--workers`` process (uvicorn calls this factory)."""
+    from pipelines._serve_app import ServeSettings, create_app
+
+    payload = json.loads(os.environ[_SETTINGS_ENV])
+    setup_logging(
+        argparse.Namespace(verbose=payload["verbose"], quiet=payload["quiet"])
+    )
+    _setup_access_log(payload["quiet"], payload["verbose"])
+    return create_app(ServeSettings(**payload["settings"]))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m pipelines.serve``."""
+    try:
+        require_serve_extra()
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return run_cli(_main, _parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
