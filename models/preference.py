@@ -118,19 +118,22 @@ class PreferenceModel(BaseEstimator):
     degenerate_rules : bool or "auto", default=False
         Fixed answers for empty and identical responses; "auto" keeps them
         only if they lower the out-of-fold log loss.
-    group_by : {"prompt", "source"}, default="prompt"
+    group_by : {"prompt", "source", "auto"}, default="prompt"
         What the folds keep together, and so what early stopping, stacking,
         the temperature and :meth:`fit_prior` are validated on:
 
         - "prompt": battles with the same prompt (in-source accuracy);
         - "source": whole source families (the part of the ``source`` column
           before ``:``), so that all of these are chosen for battles from a
-          source the model never saw.
+          source the model never saw;
+        - "auto": "source" when the battles name 2+ source families, else
+          "prompt".
     source_weights : "balanced", dict of str to float, or None, default=None
         Row weights by source: "balanced" gives every source family the same
         total weight; a dict names a weight (>= 0; 0 excludes the source from
-        fitting) per family or full source name (unnamed: 1). Needs a
-        ``source`` column.
+        fitting) per family or full source name (unnamed: 1). "balanced" on
+        battles without a ``source`` column weighs every battle 1; a dict
+        needs the column.
     anchor : bool, default=False
         Start the boosters from a :class:`models.anchor.StyleAnchor` (a
         sign-constrained model of length, markdown style, refusals and empty
@@ -184,7 +187,7 @@ class PreferenceModel(BaseEstimator):
         "swap_augment": [bool],
         "swap_average": [bool],
         "degenerate_rules": [bool, Options(("auto",))],
-        "group_by": [Options(("prompt", "source"))],
+        "group_by": [Options(("prompt", "source", "auto"))],
         "source_weights": [
             Options(("balanced",)),
             Predicate(_is_weight_map, "a dict of source name to a weight >= 0"),

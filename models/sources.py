@@ -20,6 +20,7 @@ from models.transfer import source_families
 
 __all__ = [
     "battle_families",
+    "resolve_group_by",
     "row_weights",
     "source_folds",
     "source_weights",
@@ -93,11 +94,36 @@ def source_folds(
 def row_weights(
     battles: pd.DataFrame, spec: str | Mapping[str, Any] | None
 ) -> NDArray[np.float64] | None:
-    """:func:`source_weights` of a battle table (None when ``spec`` is None)."""
-    if spec is None:
+    """:func:`source_weights` of a battle table.
+
+    None when ``spec`` is None, and for "balanced" when the battles have no
+    ``source`` column (one source: nothing to balance).
+    """
+    if spec is None or (spec == "balanced" and "source" not in battles.columns):
         return None
     families = battle_families(battles, needed_for="source_weights")
     return source_weights(families, battles["source"].astype(str).to_numpy(), spec)
+
+
+def resolve_group_by(
+    battles: pd.DataFrame,
+    group_by: str,
+    weight: NDArray[np.float64] | None = None,
+) -> str:
+    """``"prompt"`` or ``"source"``: what ``group_by`` means for these battles.
+
+    ``"auto"`` groups by source when the battles name at least 2 source
+    families with weight > 0, else by prompt (a single-source file such as
+    the Kaggle train.csv).
+    """
+    if group_by != "auto":
+        return group_by
+    if "source" not in battles.columns:
+        return "prompt"
+    families = source_families(battles["source"]).astype(str)
+    if weight is not None:
+        families = families[weight > 0]
+    return "source" if len(set(families)) >= 2 else "prompt"
 
 
 def training_folds(
@@ -117,15 +143,15 @@ def training_folds(
         Canonical battle table (with ``source`` for ``group_by="source"``).
     labels : ndarray of int
         0 = A, 1 = B, 2 = tie.
-    group_by : {"prompt", "source"}
-        What a fold keeps together.
+    group_by : {"prompt", "source", "auto"}
+        What a fold keeps together (:func:`resolve_group_by`).
     n_folds : int
         Folds (at most one per source family with ``"source"``).
     seed : int, default=0
     weight : ndarray, default=None
         Row weights; zero-weight families get no fold (:func:`source_folds`).
     """
-    if group_by == "source":
+    if resolve_group_by(battles, group_by, weight) == "source":
         families = battle_families(battles, needed_for="group_by='source'")
         return source_folds(labels, families, n_folds, seed, weight)
     return make_folds(labels, prompt_groups(battles), n_folds, seed)

@@ -181,8 +181,9 @@ def tune_from_config(
     weight : ndarray of shape (n_rows,), default=None
         Source weights (``training.source_weights``), as the final fit uses.
     families : ndarray of str, default=None
-        Source family per row; needed with ``training.group_by: source``, whose
-        trial folds then hold out whole families as the final folds do.
+        Source family per row when the final folds group by source (needed
+        with ``training.group_by: source``): the trial folds then hold out
+        whole families as the final folds do.
     n_trials : int, default=None
         Trials over all boosters; None uses ``tuning.n_trials``.
     timeout : float, default=None
@@ -218,11 +219,11 @@ def tune_from_config(
     )
     values, row_labels = matrix.values[rows], labels[rows]
     row_weight = None if weight is None else weight[rows]
-    if config.training.group_by == "source":
-        if families is None:
-            raise InvalidParameterError(
-                "tune_from_config: training.group_by is 'source'; pass families."
-            )
+    if config.training.group_by == "source" and families is None:
+        raise InvalidParameterError(
+            "tune_from_config: training.group_by is 'source'; pass families."
+        )
+    if families is not None:
         folds = source_folds(
             row_labels, families[rows], _tuning_n_folds(config), config.seed, row_weight
         )

@@ -37,7 +37,12 @@ from features.battles import truncate_battles
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
 from models import PreferenceModel, prompt_groups
-from models.sources import battle_families, row_weights, training_folds
+from models.sources import (
+    battle_families,
+    resolve_group_by,
+    row_weights,
+    training_folds,
+)
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.config import Config
 from pipelines.estimator import check_tuning_plan, model_from_config, tune_from_config
@@ -161,10 +166,9 @@ def _prepare(config: Config, battles: pd.DataFrame) -> _Battles:
         seed=config.seed,
         weight=weight,
     )
+    by_source = resolve_group_by(table, training.group_by, weight) == "source"
     families = (
-        battle_families(table, needed_for="group_by='source'")
-        if training.group_by == "source"
-        else None
+        battle_families(table, needed_for="group_by='source'") if by_source else None
     )
     return _Battles(table, labels, prompt_groups(table), folds, weight, families)
 

@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from features.errors import InvalidParameterError
-from models.sources import row_weights, source_folds, source_weights, training_folds
+from models.sources import (
+    resolve_group_by,
+    row_weights,
+    source_folds,
+    source_weights,
+    training_folds,
+)
 
 FAMILIES = np.array(["a"] * 60 + ["b"] * 30 + ["c"] * 10, dtype=object)
 LABELS = np.tile([0, 1, 2, 0, 1], 20)
@@ -65,7 +71,7 @@ def test_grouping_by_source_needs_a_source_column():
     with pytest.raises(InvalidParameterError, match="needs a 'source' column"):
         training_folds(battles, np.array([0, 1, 2, 0]), group_by="source", n_folds=2)
     with pytest.raises(InvalidParameterError, match="source_weights needs a 'source'"):
-        row_weights(battles, "balanced")
+        row_weights(battles, {"a": 2.0})
 
 
 def test_training_folds_by_prompt_keep_identical_prompts_together():
@@ -74,3 +80,17 @@ def test_training_folds_by_prompt_keep_identical_prompts_together():
         battles, np.array([0, 1, 2, 0, 1, 2]), group_by="prompt", n_folds=2
     )
     assert folds[0] == folds[1]
+
+
+def test_auto_groups_by_source_only_when_there_are_two_families():
+    many = pd.DataFrame({"source": ["a:x", "b", "a:y"]})
+    one = pd.DataFrame({"source": ["a:x", "a:y", "a"]})
+    assert resolve_group_by(many, "auto") == "source"
+    assert resolve_group_by(one, "auto") == "prompt"
+    assert resolve_group_by(pd.DataFrame({"prompt": [["p"]]}), "auto") == "prompt"
+    assert resolve_group_by(many, "auto", np.array([1.0, 0.0, 1.0])) == "prompt"
+    assert resolve_group_by(one, "source") == "source"
+
+
+def test_balanced_weights_without_sources_weigh_every_battle_one():
+    assert row_weights(pd.DataFrame({"prompt": [["p"]] * 3}), "balanced") is None
