@@ -68,19 +68,26 @@ _MAX_SECONDS_PER_POINT = 180.0
 _MAX_SECONDS_PER_CALL = 600.0
 """A batch whose one call would take longer (estimated) is skipped, not run."""
 
+_PYTORCH_256 = {"onnx": False, "max_seq_length": 256}
+
 EMBEDDING_VARIANTS: dict[str, dict[str, Any]] = {
-    "config (PyTorch, 256 tokens, prompt + A + B)": {},
-    "max_seq_length 128": {"max_seq_length": 128},
-    "responses only (no prompt)": {"texts": ["response_a", "response_b"]},
-    "ONNX fp32": {"onnx": True},
-    "ONNX int8": {"onnx": "int8"},
+    "config (ONNX int8, 128 tokens, prompt + A + B)": {},
+    "PyTorch, 256 tokens, prompt + A + B": _PYTORCH_256,
+    "PyTorch, 128 tokens": {**_PYTORCH_256, "max_seq_length": 128},
+    "PyTorch, responses only (no prompt)": {
+        **_PYTORCH_256,
+        "texts": ["response_a", "response_b"],
+    },
+    "ONNX fp32, 256 tokens": {**_PYTORCH_256, "onnx": True},
+    "ONNX int8, 256 tokens": {**_PYTORCH_256, "onnx": "int8"},
     "ONNX int8, 128 tokens, responses only": {
         "onnx": "int8",
         "max_seq_length": 128,
         "texts": ["response_a", "response_b"],
     },
 }
-"""Embedding-block param changes measured for the default profile."""
+"""Embedding-block settings measured for the default profile, each absolute
+(over the profile's int8 at 128 tokens), so a label says what ran."""
 
 VARIANT_BATCH = 300
 """Batch of the embedding-choice throughput: the transformer's cost per row is
