@@ -62,6 +62,7 @@ __all__ = [
     "check_heartbeat",
     "open_rdb_storage",
     "run_shared_studies",
+    "shown_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,12 +116,13 @@ def _require_driver(url: str) -> None:
         make_url(url).get_dialect().import_dbapi()
     except ImportError as err:
         raise ImportError(
-            f"storage {_shown(url)!r} needs the database driver {err.name!r}; "
+            f"storage {shown_url(url)!r} needs the database driver {err.name!r}; "
             f"{DISTRIBUTED_HINT}."
         ) from err
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
+    """A storage URL as it may be logged or shown: the password masked."""
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -195,7 +197,7 @@ def _connect(url: str, **kwargs: Any) -> optuna.storages.RDBStorage:
             if attempt == _CONNECT_TRIES:
                 reason = str(getattr(err, "orig", None) or err).strip().splitlines()
                 raise ConnectionError(
-                    f"cannot open the study storage {_shown(url)!r} after "
+                    f"cannot open the study storage {shown_url(url)!r} after "
                     f"{attempt} tries: {reason[0] if reason else type(err).__name__}. "
                     f"Check the URL and that the database server is running."
                 ) from err

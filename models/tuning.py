@@ -46,6 +46,7 @@ from models.study_workers import (
     check_heartbeat,
     open_rdb_storage,
     run_shared_studies,
+    shown_url,
 )
 
 if TYPE_CHECKING:
@@ -267,10 +268,6 @@ def check_storage_url(url: Any) -> None:
             f"storage {url!r} is not a database URL. Use e.g. "
             f"sqlite:///artifacts/optuna.db or postgresql://user@host/db."
         ) from err
-
-
-def _hide_password(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _without_thread_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -571,7 +568,7 @@ def tune_boosters(
         name: f"{study_prefix}-{name}-{objective.key()}"
         for name, objective in objectives.items()
     }
-    summary = _empty_summary(split, studies, _hide_password(storage))
+    summary = _empty_summary(split, studies, shown_url(storage))
     tuned = [name for name, target in split.items() if target > 0]
     if not tuned:
         return summary

@@ -60,12 +60,15 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="override one config key (repeatable), e.g. --set training.n_folds=3",
     )
+    add_verbosity_options(parser, quiet_help="warnings only, no progress bars")
+    return parser
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, *, quiet_help: str) -> None:
+    """The mutually exclusive ``--verbose`` / ``--quiet`` pair every command takes."""
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("--verbose", action="store_true", help="debug logging")
-    verbosity.add_argument(
-        "--quiet", action="store_true", help="warnings only, no progress bars"
-    )
-    return parser
+    verbosity.add_argument("--quiet", action="store_true", help=quiet_help)
 
 
 def setup_logging(args: argparse.Namespace) -> None:
@@ -148,6 +151,7 @@ def run_cli(
 __all__ = [
     "Config",
     "DEMO_DATA",
+    "add_verbosity_options",
     "base_parser",
     "load_inputs",
     "read_data",

@@ -19,11 +19,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines._cli import run_cli, setup_logging
+from pipelines._cli import add_verbosity_options, run_cli, setup_logging
 
 __all__ = ["SERVE_HINT", "main", "require_serve_extra"]
 
@@ -54,36 +54,26 @@ def require_serve_extra() -> None:
         raise ImportError(f"pipelines.serve needs {missing}; {SERVE_HINT}.")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}.")
-    return value
+def _number_in(
+    kind: type, low: float, high: float, expected: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)`` within [low, high], else ``expected``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}.")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535; got {text!r}.")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(
-            f"expected milliseconds between 0 and 1000; got {text!r}."
-        )
-    return value
+_positive_int = _number_in(int, 1, float("inf"), "an integer >= 1")
+_port = _number_in(int, 1, 65535, "a port 1-65535")
+_milliseconds = _number_in(float, 0.0, 1000.0, "milliseconds between 0 and 1000")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,11 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         default=30,
         help="seconds that in-flight requests get to finish on SIGTERM",
     )
-    verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("--verbose", action="store_true", help="debug logging")
-    verbosity.add_argument(
-        "--quiet", action="store_true", help="warnings only (no access log)"
-    )
+    add_verbosity_options(parser, quiet_help="warnings only (no access log)")
     return parser
 
 
