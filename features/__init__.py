@@ -6,6 +6,7 @@ heavy is imported: the transformer block (torch) loads only when a profile
 asks for it.
 """
 
+import features._openmp  # noqa: F401  # before scikit-learn, LightGBM or XGBoost load libgomp
 from features.battle_files import read_table
 from features.battles import (
     CLASSES,

@@ -1,5 +1,6 @@
 """From feature matrices to calibrated, swap-symmetric preference probabilities."""
 
+import features._openmp  # noqa: F401  # before LightGBM or XGBoost load libgomp
 from models.artifact import FORMAT_VERSION, ModelIntegrityError
 from models.calibration import TemperatureScaler
 from models.folds import make_folds, prompt_groups, subsample_groups
