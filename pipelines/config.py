@@ -58,7 +58,8 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Folds, boosters and the post-processing of their predictions."""
+    """Folds, boosters and the post-processing of their predictions; where the
+    boosters train (``engine``: local or dask, on the ``scheduler`` cluster)."""
 
     n_folds: int = 5
     boosters: list[str] = field(default_factory=lambda: ["lightgbm"])
@@ -72,6 +73,8 @@ class TrainingConfig:
     group_by: str = "prompt"
     source_weights: str | dict[str, float] | None = None
     anchor: bool = False
+    engine: str = "local"
+    scheduler: str | None = None
     compare_swap_augment: bool = True
     out: str = "artifacts/model"
 
@@ -208,6 +211,15 @@ def apply_overrides(
         node[keys[-1]] = _parse_value(raw)
 
 
+def _drop_null_blocks(data: dict[str, Any]) -> None:
+    """``features.blocks.NAME: null`` (e.g. ``--set features.blocks.tfidf=null``)
+    removes the block, so one override turns a block off."""
+    blocks = (data.get("features") or {}).get("blocks")
+    if isinstance(blocks, dict):
+        for name in [name for name, params in blocks.items() if params is None]:
+            del blocks[name]
+
+
 def load_config(
     path: str | Path | None = None, overrides: Sequence[str] = ()
 ) -> Config:
@@ -240,6 +252,7 @@ def load_config(
         raise ConfigError(f"{source}: not valid YAML: {err}") from err
     data = json.loads(json.dumps(data))  # private deep copy
     apply_overrides(data, overrides, source)
+    _drop_null_blocks(data)
     config = _build(Config, data, "", source)
     config = dataclasses.replace(config, source=source)
     _validate(config)

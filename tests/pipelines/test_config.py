@@ -177,6 +177,15 @@ def test_overrides_change_values_and_are_validated(tmp_path):
         load_config(CONFIGS / "lite.yaml", ["training.n_folds"])
 
 
+def test_a_null_block_override_drops_the_block():
+    config = load_config(
+        CONFIGS / "lite.yaml",
+        ["features.blocks.tfidf=null", "features.blocks.word2vec=null"],
+    )
+    assert list(config.features.blocks) == ["lengths", "style", "flags", "similarity"]
+    assert "tfidf" in load_config(CONFIGS / "lite.yaml").features.blocks
+
+
 def test_loading_never_mutates_between_calls():
     first = load_config(CONFIGS / "lite.yaml", ["training.n_folds=3"])
     second = load_config(CONFIGS / "lite.yaml")
