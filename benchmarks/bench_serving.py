@@ -50,6 +50,7 @@ from benchmarks._report import (
 )
 from benchmarks.bench_speed import make_batch
 from models import PreferenceModel
+from pipelines.serve import worker_threads
 
 __all__ = ["LOAD", "TARGETS", "main", "run"]
 
@@ -96,10 +97,37 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc; uvicorn's workers are children)."""
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text()
+        except OSError:
+            continue
+        queue.extend(int(child) for child in children.split())
+    return tree
+
+
+def _rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # exited between the listing and the read
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 class _Server:
     """A ``python -m pipelines.serve`` child process and its log file."""
 
-    def __init__(self, model_dir: Path, log_path: Path, max_batch: int) -> None:
+    def __init__(
+        self, model_dir: Path, log_path: Path, max_batch: int, workers: int
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -111,6 +139,8 @@ class _Server:
             str(self.port),
             "--max-batch",
             str(max_batch),
+            "--workers",
+            str(workers),
         )
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -136,12 +166,8 @@ class _Server:
         raise RuntimeError(f"the server was not ready after {timeout:.0f} s")
 
     def rss_bytes(self) -> int:
-        """Resident memory of the server process now."""
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
+        """Resident memory of the server now: its process and every worker."""
+        return sum(_rss(pid) for pid in _process_tree(self.process.pid))
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
@@ -339,7 +365,10 @@ def run(ctx: BenchContext) -> Section:
         micro_seconds = _in_process_seconds(local, pool, micro, options.repeats, 640)
         single_seconds = _in_process_seconds(local, pool, 1, options.latency_calls, 7)
         del local
-        server = _Server(model_dir, Path(tmp) / "server.log", load["max_batch"])
+        workers = available_cores()  # one worker process per core
+        server = _Server(
+            model_dir, Path(tmp) / "server.log", load["max_batch"], workers
+        )
         try:
             server.wait_ready()
             singles = [_body(pool, 1, 7 + i) for i in range(options.latency_calls)]
@@ -413,14 +442,21 @@ def run(ctx: BenchContext) -> Section:
                 },
                 {
                     "measurement": "battles per model call under load (micro-batch)",
-                    "served": model_rows / model_calls if model_calls else None,
+                    # /metrics counts per worker process: one worker's
+                    # before/after only describes all of them when it is alone.
+                    "served": model_rows / model_calls
+                    if model_calls and workers == 1
+                    else None,
                 },
             ],
             notes=[
                 f"Server: `python -m pipelines.serve --model MODEL_DIR --max-batch "
                 f"{load['max_batch']}` (defaults otherwise: micro-batches of at most "
                 "256 battles, 2 ms window, feature blocks serial, access log on), "
-                f"the {profile} profile fitted on the corpus, one worker process. "
+                f"`--workers {workers}` (one per core, "
+                f"{worker_threads(workers)} OpenMP thread(s) each), the {profile} "
+                "profile fitted on the corpus. With 2+ workers the battles per "
+                "model call are not shown: /metrics counts per worker. "
                 f"The clients share the {available_cores()} cores (asyncio + httpx "
                 "in the benchmark process).",
                 f"Throughput: {served_requests:,} requests in "

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipelines._cli import add_verbosity_options, run_cli, setup_logging
 
-__all__ = ["SERVE_HINT", "main", "require_serve_extra"]
+__all__ = ["SERVE_HINT", "main", "require_serve_extra", "worker_threads"]
 
 logger = logging.getLogger("pipelines.serve")
 
@@ -52,6 +52,19 @@ def require_serve_extra() -> None:
             missing.append(module)
     if missing:
         raise ImportError(f"pipelines.serve needs {missing}; {SERVE_HINT}.")
+
+
+def worker_threads(workers: int) -> int:
+    """OpenMP threads per worker process: the cores this process may use, shared.
+
+    Without a limit every worker's boosters start one thread per core, so
+    ``--workers 2`` on 2 cores would run 4 busy threads on 2 cores.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
 
 
 def _number_in(
@@ -89,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="worker processes, each with its own copy of the model",
+        help="worker processes, each with its own copy of the model and "
+        "cores/workers OpenMP threads (unless OMP_NUM_THREADS is set)",
     )
     add(
         "--max-batch",
@@ -186,6 +200,8 @@ def _main(args: argparse.Namespace) -> int:
     from models.artifact import read_model_dir
 
     read_model_dir(args.model)
+    # The workers are fresh processes: their libgomp reads this when it loads.
+    os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(args.workers)))
     os.environ[_SETTINGS_ENV] = json.dumps(
         {
             "settings": dataclasses.asdict(settings),

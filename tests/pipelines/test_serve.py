@@ -829,3 +829,12 @@ def test_dockerfile_installs_what_the_readme_and_makefile_install():
         r"^serve = \[(.*?)\]", (REPO / "pyproject.toml").read_text(), re.M | re.S
     )
     assert serve_extra and "uvicorn" in serve_extra.group(1)
+
+
+def test_workers_share_the_cores_among_their_openmp_threads():
+    from pipelines.serve import worker_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert worker_threads(1) == cores
+    assert worker_threads(cores) == 1
+    assert worker_threads(4 * cores) == 1  # never 0 threads
