@@ -9,8 +9,10 @@ Sections: ``accuracy`` (real corpus, grouped 5-fold, per source,
 leave-one-source-out, train_gbdt --trials 200), ``speed`` (predict_proba
 throughput, latency, stages, embedding choices), ``scale`` (build_features and
 train_gbdt at 8k-230k rows, growth exponents, the 200-trial target run) and
-``features`` (per-block build speed, peak RSS, embedding engines) and
-``serving`` (the HTTP service under concurrent and malformed load). Each
+``features`` (per-block build speed, peak RSS, embedding engines),
+``serving`` (the HTTP service under concurrent and malformed load) and
+``distributed`` (predict on a local Dask cluster, a cost model for 10M-100M
+battles). Each
 section is written between markers in BENCHMARKS.md, so ``--only`` replaces
 its sections and keeps the others; the targets table at the top is rebuilt
 from every section present.
@@ -44,11 +46,21 @@ SECTIONS: dict[str, str] = {
     "serving": "benchmarks.bench_serving",
     "scale": "benchmarks.bench_scale",
     "features": "benchmarks.bench_features",
+    "distributed": "benchmarks.bench_distributed",
 }
 """Section name -> module with ``run(ctx) -> Section``, in document order."""
 
-_RUN_ORDER = ("accuracy", "transfer", "speed", "serving", "scale", "features")
-"""Execution order: features reuses the scale section's 57k build."""
+_RUN_ORDER = (
+    "accuracy",
+    "transfer",
+    "speed",
+    "serving",
+    "scale",
+    "features",
+    "distributed",
+)
+"""Execution order: features reuses the scale section's 57k build; distributed
+the lite fit of the earlier sections."""
 
 _HAND_WRITTEN: tuple[str, ...] = ("choices",)
 """Sections no benchmark writes (one-off measurements behind the profiles'

@@ -33,6 +33,7 @@ from features.errors import (
     NotFittedError,
     UserInputError,
 )
+from features.partitions import BattlePartition, plan_partitions, read_partition
 from features.pipeline import FeaturePipeline, state_fingerprint
 from features.store import FeatureStore, block_key
 
@@ -43,6 +44,7 @@ __all__ = [
     "SWAP_LABELS",
     "TEXT_COLUMNS",
     "BattleFormatError",
+    "BattlePartition",
     "ConfigError",
     "DataFileError",
     "FeatureBlock",
@@ -59,7 +61,9 @@ __all__ = [
     "battle_ids",
     "block_key",
     "make_block",
+    "plan_partitions",
     "read_battles",
+    "read_partition",
     "read_table",
     "repair_report",
     "state_fingerprint",

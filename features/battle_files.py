@@ -36,6 +36,7 @@ __all__ = [
     "MEMBER_SEPARATOR",
     "SUFFIXES",
     "read_table",
+    "read_table_bytes",
     "split_member",
 ]
 
@@ -430,3 +431,42 @@ def read_table(source: str | Path) -> pd.DataFrame:
     if suffix is None:
         raise _format_error(str(path))
     return _parse(_Source(str(path), suffix, lambda: path.open("rb"), path))
+
+
+def read_table_bytes(data: bytes, *, name: str, suffix: str = ".csv") -> pd.DataFrame:
+    """Read battle-file bytes already in memory, as :func:`read_table` reads a file.
+
+    A part of a large file (its header line, then a run of whole rows) is
+    parsed with the same readers, repairs of ids and messages as the whole
+    file would be, so one partition of a distributed run reads exactly as the
+    rows would in one process (:mod:`features.partitions`).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content (a CSV part starts with the header line).
+    name : str
+        What error messages call the data, e.g. the file and its row range.
+    suffix : str, default=".csv"
+        The format, one of :data:`SUFFIXES` but ``.zip``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows and columns as stored (CSV fields as text).
+
+    Raises
+    ------
+    DataFileError
+        An unknown suffix, or data that its format's parser refuses.
+    BattleFormatError
+        The data is not valid UTF-8 (offset and line count from its start).
+
+    Examples
+    --------
+    >>> read_table_bytes(b"id,prompt\\n7,hi\\n", name="part").to_dict("list")
+    {'id': ['7'], 'prompt': ['hi']}
+    """
+    if suffix not in _FORMATS:
+        raise _format_error(f"{name} ({suffix})")
+    return _parse(_Source(name, suffix, lambda: io.BytesIO(data)))

@@ -20,6 +20,8 @@ _EXPORTS: dict[str, str] = {
     "load_config": "pipelines.config",
     "make_demo_battles": "pipelines.make_demo_data",
     "per_source_table": "pipelines.report",
+    "read_feature_parts": "pipelines._parts",
+    "read_parts": "pipelines._parts",
     "swap_consistency": "pipelines.report",
     "write_csv_atomic": "pipelines._files",
     "write_demo_data": "pipelines.make_demo_data",

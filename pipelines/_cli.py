@@ -82,7 +82,13 @@ def setup_logging(args: argparse.Namespace) -> None:
     )
     if not args.verbose:
         # Third-party INFO lines (per-epoch gensim events...) drown our own.
-        for noisy in ("gensim", "sentence_transformers", "optuna", "onnxruntime"):
+        for noisy in (
+            "gensim",
+            "sentence_transformers",
+            "optuna",
+            "onnxruntime",
+            "distributed",  # a LocalCluster's start and stop, line by line
+        ):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.basicConfig(
         level=level,

@@ -4,6 +4,11 @@
 
 A second run with nothing changed reads every block from the cache; a block
 whose params or version changed is recomputed alone.
+
+With ``--scheduler`` the blocks run per partition on a Dask cluster
+(:mod:`pipelines._dask_rows`): the stateful blocks are fitted here, their
+states broadcast, and the feature matrix is written as partitioned parquet
+under ``<store>/parts/features-<key>/``; a killed run resumes.
 """
 
 from __future__ import annotations
@@ -13,12 +18,19 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from features.battles import truncate_battles
 from features.errors import ConfigError
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from pipelines._cli import base_parser, load_inputs, run_cli
+from pipelines._cli import base_parser, load_inputs, resolve_data, run_cli
+from pipelines._dask_cluster import (
+    add_scheduler_options,
+    check_scheduler_options,
+    positive_int,
+)
+from pipelines.config import Config, load_config
 
 __all__ = ["main", "format_stats"]
 
@@ -52,14 +64,27 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated subset of the config's blocks to build, e.g. "
         "lengths,flags (default: all)",
     )
+    add_scheduler_options(
+        parser,
+        output="the features go to partitioned parquet under "
+        "<store>/parts/features-<key>/, and a rerun resumes",
+    )
+    parser.add_argument(
+        "--fit-rows",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --scheduler: fit the stateful blocks (tfidf, word2vec) on a "
+        "seeded sample of N rows (default: every row, as without --scheduler)",
+    )
     return parser
 
 
-def _main(args: argparse.Namespace) -> int:
-    config, battles, data_path = load_inputs(args, labelled=None)
+def _chosen_blocks(config: Config, text: str | None) -> dict[str, dict[str, Any]]:
+    """The profile's blocks, or the ``--blocks`` subset of them."""
     blocks = dict(config.features.blocks)
-    if args.blocks:
-        chosen = [name.strip() for name in args.blocks.split(",") if name.strip()]
+    if text:
+        chosen = [name.strip() for name in text.split(",") if name.strip()]
         unknown = [name for name in chosen if name not in blocks]
         if unknown:
             raise ConfigError(
@@ -67,6 +92,52 @@ def _main(args: argparse.Namespace) -> int:
                 f"{list(blocks)}. Pick from those, or add the block to the profile."
             )
         blocks = {name: blocks[name] for name in chosen}
+    return blocks
+
+
+def _main_on_cluster(args: argparse.Namespace) -> int:
+    from features.partitions import DEFAULT_PARTITION_ROWS, plan_partitions
+    from pipelines._dask_cluster import CONNECT_TIMEOUT, dask_client
+    from pipelines._dask_rows import build_on_cluster
+
+    config = load_config(args.config, args.overrides)
+    blocks = _chosen_blocks(config, args.blocks)
+    data_path = resolve_data(args.data)
+    partitions = plan_partitions(
+        data_path, args.partition_rows or DEFAULT_PARTITION_ROWS
+    )
+    started = time.perf_counter()
+    timeout = args.scheduler_timeout or CONNECT_TIMEOUT
+    with dask_client(args.scheduler, timeout=timeout) as client:
+        summary = build_on_cluster(
+            client,
+            partitions,
+            blocks,
+            store_root=Path(args.store or config.features.store),
+            max_chars=config.data.max_chars,
+            n_jobs=config.features.n_jobs,
+            fit_rows=args.fit_rows,
+            seed=config.seed,
+            verbose=not args.quiet,
+        )
+    seconds = time.perf_counter() - started
+    print(f"{data_path}: {summary.report}", file=sys.stderr)
+    print(format_stats(summary.stats), file=sys.stderr)
+    n_columns = sum(row["columns"] for row in summary.stats)
+    print(
+        f"built {n_columns:,} feature columns for {summary.n_rows:,} battles in "
+        f"{seconds:.1f} s ({len(summary.records)} partitions: {summary.computed} "
+        f"computed, {summary.reused} reused); parts: {summary.out_dir}"
+    )
+    return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    check_scheduler_options(args, "--fit-rows")
+    if args.scheduler is not None:
+        return _main_on_cluster(args)
+    config, battles, data_path = load_inputs(args, labelled=None)
+    blocks = _chosen_blocks(config, args.blocks)
     store = FeatureStore(args.store or config.features.store)
     table = truncate_battles(battles, config.data.max_chars)
     pipeline = FeaturePipeline(

@@ -6,6 +6,11 @@
 The output has ``id, winner_model_a, winner_model_b, winner_tie``; each row's
 probabilities sum to 1. It is written to a temporary file and renamed, so an
 interrupted run leaves no partial submission.
+
+With ``--scheduler`` the partitions of ``--data`` are predicted on a Dask
+cluster (:mod:`pipelines._dask_rows`) into parquet parts: ``--out NAME.csv``
+keeps them in ``NAME.parts/`` and joins them into the CSV at the end; any
+other ``--out`` is the parts directory alone. A killed run resumes.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from features.battles import CLASSES, battle_ids
+from features.errors import InvalidParameterError
 from models import PreferenceModel
-from pipelines._cli import base_parser, read_data, run_cli
+from pipelines._cli import base_parser, read_data, resolve_data, run_cli
+from pipelines._dask_cluster import add_scheduler_options, check_scheduler_options
 from pipelines._files import write_csv_atomic
 from pipelines.config import load_config
 
@@ -62,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("artifacts/predictions.csv"),
-        help="submission CSV",
+        help="submission CSV; with --scheduler, NAME.csv also keeps the parquet "
+        "parts in NAME.parts/, and a path without .csv is the parts directory alone",
     )
     parser.add_argument(
         "--class-prior",
@@ -78,15 +86,62 @@ def _parser() -> argparse.ArgumentParser:
         help="estimate the class prior of --data by EM (no labels needed) and "
         "shift predictions to it",
     )
+    add_scheduler_options(
+        parser,
+        output="predictions go to parquet parts (see --out), and a rerun resumes",
+    )
     return parser
 
 
+def _main_on_cluster(args: argparse.Namespace, model: PreferenceModel) -> int:
+    from features.partitions import DEFAULT_PARTITION_ROWS, plan_partitions
+    from pipelines._dask_cluster import CONNECT_TIMEOUT, dask_client
+    from pipelines._dask_rows import predict_on_cluster, write_parts_csv
+
+    if args.fit_prior:
+        raise InvalidParameterError(
+            "--fit-prior estimates one prior from every battle in one process; it "
+            "does not run with --scheduler. Estimate it on a sample without "
+            "--scheduler and pass that prior as --class-prior A,B,TIE."
+        )
+    data_path = resolve_data(args.data)
+    partitions = plan_partitions(
+        data_path, args.partition_rows or DEFAULT_PARTITION_ROWS
+    )
+    out = Path(args.out)
+    csv = out if out.suffix.lower() == ".csv" else None
+    parts_dir = out.with_suffix(".parts") if csv is not None else out
+    timeout = args.scheduler_timeout or CONNECT_TIMEOUT
+    with dask_client(args.scheduler, timeout=timeout) as client:
+        summary = predict_on_cluster(
+            client,
+            partitions,
+            args.model,
+            out_dir=parts_dir,
+            class_prior=args.class_prior,
+            verbose=model.verbose,
+        )
+    if csv is not None:
+        write_parts_csv(summary, csv)
+    print(f"{data_path}: {summary.report}", file=sys.stderr)
+    written = f"{csv} (parts: {parts_dir})" if csv is not None else f"{parts_dir}"
+    print(
+        f"wrote {summary.n_rows:,} predictions to {written} in "
+        f"{len(summary.records)} partitions ({summary.computed} computed, "
+        f"{summary.reused} reused)"
+    )
+    return 0
+
+
 def _main(args: argparse.Namespace) -> int:
+    check_scheduler_options(args)
     load_config(args.config, args.overrides)  # --config and --set are checked too
     # The model before the data: a wrong --model fails at once, not after the
     # whole data file has been read and repaired.
     model = PreferenceModel.load(args.model)
     model.verbose = not args.quiet
+    if args.scheduler is not None:
+        return _main_on_cluster(args, model)
     battles, _ = read_data(args, labelled=False)
     if args.fit_prior:
         model.fit_prior(battles)
