@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +20,9 @@ from tqdm.auto import tqdm
 
 from features.battles import SWAP_LABELS
 from features.errors import InvalidParameterError
+
+if TYPE_CHECKING:
+    from models.dask_engine import DaskEngine
 
 __all__ = [
     "BOOSTERS",
@@ -416,6 +420,7 @@ def train_folds(
     on_fold: Callable[[int, float], None] | None = None,
     verbose: bool = False,
     init_score: NDArray | None = None,
+    engine: DaskEngine | None = None,
 ) -> FoldResult:
     """Train one booster per fold; return OOF probabilities and the models.
 
@@ -435,6 +440,10 @@ def train_folds(
         Starting log-score of each row (the anchor), used in fit, early
         stopping and the out-of-fold predictions alike. It must mirror under
         a swap (``init_score(swap(x)) == init_score(x)[:, SWAP_LABELS]``).
+    engine : DaskEngine, default=None
+        Where each fold's booster trains: None in this process, else on the
+        engine's Dask cluster (:func:`models.dask_engine.open_engine`). The
+        rows, labels, weights and scores are the same either way.
     """
     from models.metrics import multiclass_log_loss
 
@@ -457,7 +466,8 @@ def train_folds(
                 init_train = np.vstack([init_train, init_train[:, SWAP_LABELS]])
         X_valid = _take(X, valid_rows)
         booster = make_booster(name, params, seed=seed + fold)
-        booster.fit(
+        fit = booster.fit if engine is None else partial(engine.fit, booster)
+        fit(
             X_train,
             y_train,
             w_train,

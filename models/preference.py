@@ -36,6 +36,7 @@ from features.validation import (
 from models.anchor import StyleAnchor
 from models.artifact import MODEL_FILE, read_model_dir, reading_file, write_model_dir
 from models.calibration import TemperatureScaler
+from models.dask_engine import ENGINES, SCHEDULER_FORMS, is_scheduler, open_engine
 from models.gbdt import (
     BOOSTERS,
     FoldResult,
@@ -143,6 +144,20 @@ class PreferenceModel(BaseEstimator):
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
         always run serially; the numbers do not depend on it.
+    engine : {"local", "dask"}, default="local"
+        Where the fold boosters train (features, stacking and the temperature
+        always run here):
+
+        - "local": in this process;
+        - "dask": on the Dask cluster ``scheduler`` names, the rows of each
+          fold partitioned across its workers (:mod:`models.dask_engine`
+          lists what differs). The boosters are the same native models, so
+          prediction, saving and loading do not depend on it.
+    scheduler : str or None, default=None
+        The cluster of ``engine="dask"`` (unused with "local"), in the forms
+        of the ``--scheduler`` option: "local" or None starts a LocalCluster
+        of one single-threaded worker per core, "local:N" one of N workers,
+        and "tcp://host:port" connects to a running scheduler.
     verbose : bool, default=False
         Progress bars.
 
@@ -195,6 +210,8 @@ class PreferenceModel(BaseEstimator):
         ],
         "anchor": [bool],
         "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
+        "engine": [Options(ENGINES)],
+        "scheduler": [Predicate(is_scheduler, SCHEDULER_FORMS), None],
         "verbose": [bool],
     }
 
@@ -217,6 +234,8 @@ class PreferenceModel(BaseEstimator):
         source_weights: str | dict[str, float] | None = None,
         anchor: bool = False,
         n_jobs: int | None = None,
+        engine: str = "local",
+        scheduler: str | None = None,
         verbose: bool = False,
     ) -> None:
         self.blocks = blocks
@@ -235,6 +254,8 @@ class PreferenceModel(BaseEstimator):
         self.source_weights = source_weights
         self.anchor = anchor
         self.n_jobs = n_jobs
+        self.engine = engine
+        self.scheduler = scheduler
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
@@ -312,23 +333,25 @@ class PreferenceModel(BaseEstimator):
         init = self._init_score(features.values)
         self.fold_results_: dict[str, FoldResult] = {}
         booster_oof = []
-        for name in self.boosters:
-            params = (self.booster_params or {}).get(name, {})
-            result = train_folds(
-                name,
-                params,
-                features.values,
-                labels,
-                self.folds_,
-                seed=self.seed,
-                weight=weight,
-                swap_features=self._swap_features,
-                swap_augment=self.swap_augment,
-                verbose=self.verbose,
-                init_score=init,
-            )
-            self.fold_results_[name] = result
-            booster_oof.append(self._oof_booster(result, features.values, init))
+        with open_engine(self.engine, self.scheduler) as engine:
+            for name in self.boosters:
+                params = (self.booster_params or {}).get(name, {})
+                result = train_folds(
+                    name,
+                    params,
+                    features.values,
+                    labels,
+                    self.folds_,
+                    seed=self.seed,
+                    weight=weight,
+                    swap_features=self._swap_features,
+                    swap_augment=self.swap_augment,
+                    verbose=self.verbose,
+                    init_score=init,
+                    engine=engine,
+                )
+                self.fold_results_[name] = result
+                booster_oof.append(self._oof_booster(result, features.values, init))
         self._fit_head(booster_oof, labels, weight)
         self.tie_confusion_ = tie_confusion(self.oof_proba_, labels, weight)
         self._choose_rules(table, labels)

@@ -61,6 +61,8 @@ _MODEL_KEYS: dict[str, str] = {
     "group_by": "training.group_by",
     "source_weights": "training.source_weights",
     "anchor": "training.anchor",
+    "engine": "training.engine",
+    "scheduler": "training.scheduler",
 }
 """PreferenceModel parameter -> the profile key it is read from."""
 

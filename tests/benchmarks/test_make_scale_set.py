@@ -1,4 +1,4 @@
-"""Tests of the scale-set generator: layout, sizes, labels and determinism."""
+"""Tests of the scale-set generator: layout, sizes, labels, determinism, chunks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.make_scale_set import main, make_scale_set
+from benchmarks.make_scale_set import (
+    iter_scale_set,
+    main,
+    make_scale_set,
+    write_scale_set,
+)
 from features.battles import CLASSES, as_battles, read_battles
 
 
@@ -85,3 +90,93 @@ def test_cli_writes_the_file_atomically(corpus, tmp_path, capsys):
     assert "wrote 30 battles" in capsys.readouterr().out
     assert len(pd.read_csv(out)) == 30
     assert [p.name for p in out.parent.iterdir()] == ["scale.csv"]
+
+
+# ------------------------------------------------- chunked, streamed output
+@pytest.mark.parametrize("chunk_rows", [1, 7, 50])
+def test_chunks_concatenate_to_the_one_shot_table(corpus, chunk_rows):
+    one_shot = make_scale_set(corpus, n_rows=50, seed=2)
+    chunks = list(iter_scale_set(corpus, 50, seed=2, chunk_rows=chunk_rows))
+    assert [len(c) for c in chunks[:-1]] == [chunk_rows] * (len(chunks) - 1)
+    assert pd.concat(chunks, ignore_index=True).equals(one_shot)
+
+
+def test_chunked_csv_is_byte_identical_to_the_one_shot_csv(corpus, tmp_path):
+    summary = write_scale_set(corpus, tmp_path / "s.csv", 230, seed=1, chunk_rows=50)
+    one_shot = make_scale_set(corpus, n_rows=230, seed=1).to_csv(index=False)
+    assert (tmp_path / "s.csv").read_text(encoding="utf-8") == one_shot
+    assert summary.files == [tmp_path / "s.csv"] and summary.n_rows == 230
+
+
+def test_parquet_file_has_one_row_group_per_chunk_and_the_same_rows(corpus, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "s.parquet"
+    write_scale_set(corpus, out, 230, seed=1, chunk_rows=50)
+    assert pq.ParquetFile(out).num_row_groups == 5
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out), make_scale_set(corpus, 230, seed=1), check_dtype=False
+    )
+
+
+def test_parts_directory_holds_one_readable_part_per_chunk(corpus, tmp_path):
+    out = tmp_path / "scale-parts"
+    summary = write_scale_set(corpus, out, 230, seed=1, chunk_rows=50)
+    assert [p.name for p in summary.files] == [
+        f"part-0000{i}.parquet" for i in range(5)
+    ]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in summary.files]
+    parts = pd.concat([pd.read_parquet(p) for p in summary.files], ignore_index=True)
+    pd.testing.assert_frame_equal(
+        parts, make_scale_set(corpus, 230, seed=1), check_dtype=False
+    )
+    assert len(read_battles(summary.files[-1])) == 30  # the project reads a part
+    assert [p.name for p in tmp_path.iterdir()] == ["scale-parts"]  # no temp left
+
+
+def test_parts_directory_must_be_new_or_empty(corpus, tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "old.csv").write_text("x")
+    with pytest.raises(FileExistsError, match="exists and is not an empty directory"):
+        write_scale_set(corpus, tmp_path / "taken", 10)
+    (tmp_path / "empty").mkdir()
+    write_scale_set(corpus, tmp_path / "empty", 10, chunk_rows=4)
+    assert len(list((tmp_path / "empty").iterdir())) == 3
+
+
+@pytest.mark.parametrize("name", ["s.csv", "s.parquet", "parts"])
+def test_a_failed_write_leaves_no_output(corpus, tmp_path, monkeypatch, name):
+    calls = []
+
+    def failing_chars(frame, column):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return np.zeros(len(frame), dtype=np.int64)
+
+    monkeypatch.setattr("benchmarks.make_scale_set._chars", failing_chars)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_scale_set(corpus, tmp_path / name, 20, chunk_rows=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunk_rows_must_be_a_positive_int(corpus, tmp_path):
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
+        list(iter_scale_set(corpus, 5, chunk_rows=0))
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1"):
+        write_scale_set(corpus, tmp_path / "s.csv", 5, chunk_rows=0)
+
+
+def test_cli_writes_a_parts_directory(corpus, tmp_path, capsys):
+    source = tmp_path / "corpus.parquet"
+    rows = corpus.assign(
+        **{c: corpus[c].map(json.dumps) for c in ("prompt", "response_a", "response_b")}
+    )
+    onehot = np.eye(3, dtype=int)[rows.pop("label").to_numpy()]
+    for k, name in enumerate(CLASSES):
+        rows[name] = onehot[:, k]
+    rows.to_parquet(source, index=False)
+    out = tmp_path / "parts"
+    argv = ["--out", str(out), "--n-rows", "30", "--chunk-rows", "10", "--quiet"]
+    assert main([*argv, "--corpus", str(source)]) == 0
+    assert f"wrote 30 battles to 3 parts in {out}" in capsys.readouterr().out
+    assert len(list(out.iterdir())) == 3
