@@ -35,8 +35,6 @@ What differs from the local engine (measured in the tests and the notes):
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +43,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from models.dask_cluster import (
+    CONNECT_TIMEOUT,
+    SCHEDULER_FORMS,
+    dask_client,
+    is_scheduler,
+    parse_scheduler,
+)
 from models.gbdt import THREAD_PARAMS
 
 if TYPE_CHECKING:
@@ -65,43 +70,6 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("local", "dask")
 """Values of ``training.engine``: where the fold boosters train."""
-
-CONNECT_TIMEOUT = 10.0
-"""Seconds to wait for a scheduler (and its first worker) before giving up."""
-
-SCHEDULER_FORMS = (
-    "'local' (a LocalCluster of one single-threaded worker process per core), "
-    "'local:N' (N of them) or 'tcp://host:port' (a running `dask scheduler`)"
-)
-"""The accepted ``training.scheduler`` values, in words (for messages).
-
-The same forms, with the same meaning, as the ``--scheduler`` option of
-``build_features`` and ``predict`` (``pipelines._dask_cluster``), which
-``models`` cannot import.
-"""
-
-_LOCAL = re.compile(r"local(?::([1-9][0-9]*))?")
-_TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})")
-_INSTALL_HINT = (
-    "the dask engine needs dask and distributed: install the `distributed` "
-    "extra (pip install 'arena-preference[distributed]')."
-)
-
-
-def is_scheduler(value: Any) -> bool:
-    """Whether ``value`` names a cluster: ``local``, ``local:N`` or ``tcp://host:port``.
-
-    >>> is_scheduler("local:2"), is_scheduler("tcp://10.0.0.5:8786")
-    (True, True)
-    >>> is_scheduler("local:0"), is_scheduler("spark://x:7077")
-    (False, False)
-    """
-    if not isinstance(value, str):
-        return False
-    tcp = _TCP.fullmatch(value)
-    return bool(_LOCAL.fullmatch(value)) or (
-        tcp is not None and 1 <= int(tcp.group(2)) <= 65535
-    )
 
 
 class DaskEngine:
@@ -370,72 +338,16 @@ def open_engine(
     if engine == "local":
         yield None
         return
-    if scheduler is not None and not is_scheduler(scheduler):
-        raise ValueError(
-            f"the Dask scheduler must be {SCHEDULER_FORMS}. Got {scheduler!r}."
+    spec = parse_scheduler(scheduler or "local", setting="training.scheduler")
+    with dask_client(
+        spec,
+        timeout=connect_timeout,
+        remedy="fix training.scheduler, or use 'local:N' for a cluster on this machine",
+        timeout_setting="the connect timeout",
+    ) as client:
+        logger.info(
+            "dask engine: %d workers at %s",
+            len(client.nthreads()),
+            client.scheduler.address,
         )
-    client, cluster = _connect(scheduler or "local", connect_timeout)
-    try:
         yield DaskEngine(client)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _connect(scheduler: str, connect_timeout: float) -> tuple[Client, Any]:
-    """A client with at least one worker, and the LocalCluster it started."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as err:
-        raise ImportError(_INSTALL_HINT) from err
-    cluster = None
-    local = _LOCAL.fullmatch(scheduler)
-    if local:
-        # As pipelines._dask_cluster: single-threaded workers, one per core.
-        cluster = LocalCluster(
-            n_workers=int(local.group(1) or _usable_cores()),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            # No dashboard; its HTTP server (health, metrics) on any free
-            # port, not 8787, so runs on one machine do not collide.
-            scheduler_kwargs={"dashboard_address": ":0"},
-            silence_logs=logging.WARNING,
-        )
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout=connect_timeout)
-        except (OSError, TimeoutError) as err:
-            raise ConnectionError(
-                f"could not reach the Dask scheduler at {scheduler!r} within "
-                f"{connect_timeout:g} s ({err}). Start it (`dask scheduler`, then "
-                f"`dask worker {scheduler}` per machine), fix training.scheduler, "
-                "or use 'local:N' for a cluster on this machine."
-            ) from err
-    try:
-        client.wait_for_workers(1, timeout=connect_timeout)
-    except TimeoutError as err:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-        raise ConnectionError(
-            f"the Dask scheduler at {scheduler!r} has no worker after "
-            f"{connect_timeout:g} s; start one with `dask worker "
-            f"{client.scheduler.address}`."
-        ) from err
-    logger.info(
-        "dask engine: %d workers, %d threads at %s",
-        len(client.scheduler_info()["workers"]),
-        sum(client.nthreads().values()),
-        client.scheduler.address,
-    )
-    return client, cluster

@@ -129,7 +129,7 @@ def test_dask_model_saves_native_boosters_that_load_and_predict_locally(
     def no_cluster(*args, **kwargs):
         raise AssertionError("loading or predicting must not touch a cluster")
 
-    monkeypatch.setattr("models.dask_engine._connect", no_cluster)
+    monkeypatch.setattr("models.dask_engine.dask_client", no_cluster)
     loaded = PreferenceModel.load(tmp_path / "model").set_params(engine="local")
     np.testing.assert_allclose(
         loaded.predict_proba(demo_frame), dask_model.predict_proba(demo_frame)

@@ -452,3 +452,18 @@ def test_directory_of_several_formats_and_empty_glob_are_refused(tmp_path):
     assert battle_files(str(tmp_path / "*.csv")) == [
         str((tmp_path / "a.csv").resolve())
     ]
+
+
+def test_a_partition_predicted_in_chunks_equals_one_call(workspace, monkeypatch):
+    from pipelines import _dask_rows
+
+    battles = pd.read_csv(workspace / "test.csv", dtype={"id": str})
+    model = PreferenceModel.load(workspace / "model")
+    monkeypatch.setattr(_dask_rows, "PREDICT_CHUNK_ROWS", 64)  # 250 rows: 4 chunks
+    chunked = _dask_rows._predict_in_chunks(model, battles, None)
+    np.testing.assert_array_equal(chunked, model.predict_proba(battles))
+    prior = [0.4, 0.4, 0.2]
+    np.testing.assert_array_equal(
+        _dask_rows._predict_in_chunks(model, battles, prior),
+        model.predict_proba(battles, class_prior=prior),
+    )
