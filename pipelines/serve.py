@@ -162,7 +162,10 @@ def _setup_access_log(quiet: bool, verbose: bool = False) -> None:
 
 
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
+    from pipelines._serve_protocol import NoDelayH11Protocol
+
     return {
+        "http": NoDelayH11Protocol,
         "host": args.host,
         "port": args.port,
         "log_config": None,

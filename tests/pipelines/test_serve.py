@@ -838,3 +838,46 @@ def test_workers_share_the_cores_among_their_openmp_threads():
     assert worker_threads(1) == cores
     assert worker_threads(cores) == 1
     assert worker_threads(4 * cores) == 1  # never 0 threads
+
+
+def test_every_connection_sends_without_nagle_delay():
+    """Accepted sockets of a port shared by --workers lack TCP_NODELAY in asyncio;
+    the server's protocol sets it, so a response never waits for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from pipelines._serve_protocol import NoDelayH11Protocol
+
+    async def app(scope, receive, send):  # pragma: no cover - never called
+        raise AssertionError
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name, default=None):
+            return {"socket": accepted, "peername": None, "sockname": None}.get(
+                name, default
+            )
+
+    async def connect():
+        config = Config(app=app)
+        config.load()
+        protocol = NoDelayH11Protocol(
+            config=config, server_state=ServerState(), app_state={}
+        )
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        protocol.connection_made(Transport())
+        if protocol.timeout_keep_alive_task is not None:
+            protocol.timeout_keep_alive_task.cancel()
+
+    try:
+        asyncio.run(connect())
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        for sock in (client, accepted, listener):
+            sock.close()
