@@ -19,9 +19,17 @@ The predictions of the first ``compare_rows`` rows are compared with the
 single-process ones (max abs(dp)), and a cost model fitted on the partition
 times predicts the wall time of 10M and 100M battles on 2, 8 and 32 workers.
 
+First, tune workers on a shared study (``benchmarks._tune_workers``): 2
+``pipelines.tune_worker`` processes and the ``train_gbdt --storage`` leader
+finish a 40-trial study (8 with ``--quick``) with no trial run twice, and a
+worker killed mid-trial leaves a study the survivor completes. The storage is
+``--storage URL`` or ``ARENA_TEST_POSTGRES_URL`` (``bash .ci/postgres.sh ...``
+sets it); without either both targets are reported as not measured.
+
 Run alone::
 
-    python -m benchmarks.bench_distributed [--quick] [--data CSV] [--model DIR]
+    python -m benchmarks.bench_distributed [--quick] [--data CSV] [--model DIR] \
+        [--storage URL] [--tune-trials N]
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ from benchmarks._report import (
     relative,
     run_child,
 )
+from benchmarks._tune_workers import tune_workers_part
 from features.battles import CLASSES
 
 __all__ = [
@@ -406,9 +415,14 @@ def run(ctx: BenchContext) -> Section:
     options = ctx.options
     sizes = _sizes(options)
     n_workers = sizes["workers"]
-    section = Section(key="distributed", title="Distributed prediction (Dask)")
+    section = Section(
+        key="distributed", title="Distributed prediction (Dask) and tune workers"
+    )
     work = options.work_dir / "distributed"
     work.mkdir(parents=True, exist_ok=True)
+    tune = tune_workers_part(options, work)
+    section.tables += tune.tables
+    section.targets += tune.targets
     given = options.extra.get("distributed_data")
     data = Path(given) if given else _scale_set(ctx, sizes["rows"])
     model_dir = _model_dir(ctx, work)
@@ -652,6 +666,13 @@ def add_distributed_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rows", type=int, help="rows of the scale set (default 1,000,000)")
     add("--partition-rows", type=int, help="rows per partition (default 50,000)")
     add("--workers", type=int, help="worker processes of local:N (default 2)")
+    add(
+        "--storage",
+        metavar="URL",
+        help="PostgreSQL URL of the tune-worker studies (default: "
+        "$ARENA_TEST_POSTGRES_URL; neither: not measured)",
+    )
+    add("--tune-trials", type=int, help="budget of each tune-worker study (40)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -668,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("rows", args.rows),
         ("partition_rows", args.partition_rows),
         ("workers", args.workers),
+        ("storage", args.storage),
+        ("tune_trials", args.tune_trials),
     ):
         if value is not None:
             options.extra[f"distributed_{key}"] = value

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._tune_workers import (
+    NOT_MEASURED,
+    POSTGRES_ENV,
+    TRIALS,
+    measure_tune_workers,
+    storage_url,
+    tune_workers_part,
+)
 from benchmarks.bench_distributed import CostModel, fit_cost_model, run
 from features.battles import CLASSES
 from models import PreferenceModel
@@ -90,3 +100,69 @@ def test_cost_model_is_linear_in_rounds_of_partitions():
         a=1.0, b=0.0, overhead=0.0, startup=0.0, model_load=0.0, scan_per_row=0.0
     )
     assert fixed.wall(10, 2, 1) == 5.0 and fixed.wall(10, 3, 1) == 4.0
+
+
+@pytest.fixture(scope="module")
+def tune_workers(tmp_path_factory):
+    """Both tune-worker runs in quick mode: on PostgreSQL when its URL is set."""
+    root = tmp_path_factory.mktemp("tune-workers")
+    storage = os.environ.get(POSTGRES_ENV) or f"sqlite:///{root / 'studies.db'}"
+    return measure_tune_workers(storage, n_trials=TRIALS["quick"], work_dir=root)
+
+
+@pytest.mark.slow
+def test_tune_workers_and_leader_finish_the_study_with_each_trial_run_once(
+    tune_workers,
+):
+    target = tune_workers.targets[0]
+    assert target.met is True, target.measured
+    count = tune_workers.shared.count
+    assert count.done == TRIALS["quick"] == count.budget
+    assert count.duplicated_numbers == count.duplicated_params == count.running == 0
+    assert set(count.per_process) == {"worker-1", "worker-2", "leader"}
+    assert sum(count.per_process.values()) == count.done
+    assert target.name.endswith(f"{TRIALS['quick']}-trial study, no trial run twice")
+
+
+@pytest.mark.slow
+def test_a_tune_worker_killed_mid_trial_leaves_a_study_the_survivor_completes(
+    tune_workers,
+):
+    target = tune_workers.targets[1]
+    assert target.name == "a worker killed mid-trial: the survivor completes the study"
+    assert target.met is True, target.measured
+    killed = tune_workers.killed
+    assert killed.killed_mid_trial and killed.state_after == "FAIL"
+    assert not killed.killed_counted
+    assert killed.count.done == TRIALS["quick"] and killed.count.failed == 1
+    assert killed.count.duplicated_numbers == killed.count.duplicated_params == 0
+    assert killed.failed_after_kill is not None and killed.failed_after_kill > 0
+    assert killed.count.per_process["victim"] >= 1  # it ran a trial before hanging
+    table = tune_workers.tables[0].to_markdown()
+    assert "| worker killed mid-trial |" in table and "FAIL" in table
+
+
+def test_without_a_storage_url_the_tune_workers_are_not_measured(monkeypatch, tmp_path):
+    monkeypatch.delenv(POSTGRES_ENV, raising=False)
+    options = BenchOptions.for_quick(work_dir=tmp_path)
+
+    part = tune_workers_part(options, tmp_path)
+
+    assert NOT_MEASURED in part.tables[0].to_markdown()
+    assert "bash .ci/postgres.sh python -m benchmarks.run --only distributed" in (
+        part.tables[0].to_markdown()
+    )
+    assert [target.met for target in part.targets] == [None, None]
+    assert all(t.measured.startswith("not measured") for t in part.targets)
+    assert part.shared is None and part.killed is None
+    assert not (tmp_path / "tune-workers").exists()
+
+
+def test_the_tune_storage_option_comes_before_the_environment():
+    environ = {POSTGRES_ENV: "postgresql://u@h/db"}
+
+    assert storage_url({"distributed_storage": "sqlite:///a.db"}, environ) == (
+        "sqlite:///a.db"
+    )
+    assert storage_url({}, environ) == "postgresql://u@h/db"
+    assert storage_url({}, {}) is None
