@@ -35,7 +35,6 @@ Run alone::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -194,26 +193,9 @@ def _run_measured(argv: Sequence[str], timeout: float | None) -> _Measured:
 # -------------------------------------------------------------- the data
 def _scale_set(ctx: BenchContext, n_rows: int) -> Path:
     """The scale set of ``n_rows`` battles (made once, as the scale section does)."""
-    options = ctx.options
-    source = (REPO_ROOT / "benchmarks" / "make_scale_set.py").read_bytes()
-    tag = hashlib.sha256(source).hexdigest()[:8]
-    path = options.work_dir / "scale" / f"scale-{n_rows}-s{options.seed}-{tag}.csv"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        argv = python_module(
-            "benchmarks.make_scale_set",
-            "--out",
-            str(path),
-            "--n-rows",
-            str(n_rows),
-            "--seed",
-            str(options.seed),
-            "--corpus",
-            str(ctx.corpus_csv),
-            "--quiet",
-        )
-        run_child(argv, timeout=options.timeout).check()
-    return path
+    from benchmarks.bench_scale import generate_scale_set
+
+    return generate_scale_set(ctx, n_rows)[0]
 
 
 def _head(path: Path, n_rows: int, out: Path) -> Path:

@@ -60,7 +60,14 @@ from benchmarks._report import (
 from benchmarks.make_scale_set import KAGGLE_ROWS
 from pipelines import write_csv_atomic
 
-__all__ = ["TARGET_MINUTES", "TARGET_RSS_GB", "run", "scale_sets", "main"]
+__all__ = [
+    "TARGET_MINUTES",
+    "TARGET_RSS_GB",
+    "generate_scale_set",
+    "main",
+    "run",
+    "scale_sets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +83,9 @@ def _generator_tag() -> str:
     return hashlib.sha256(source).hexdigest()[:8]
 
 
-def _generate(ctx: BenchContext, n_rows: int) -> tuple[Path, ChildRun | None]:
+def generate_scale_set(ctx: BenchContext, n_rows: int) -> tuple[Path, ChildRun | None]:
+    """The scale set of ``n_rows`` battles, made once per generator version and
+    seed; the generating child's measurements when it was made now."""
     options = ctx.options
     path = (
         options.work_dir
@@ -98,7 +107,7 @@ def _generate(ctx: BenchContext, n_rows: int) -> tuple[Path, ChildRun | None]:
         str(options.corpus),
         "--quiet",
     )
-    return path, run_child(argv).check()
+    return path, run_child(argv, timeout=options.timeout).check()
 
 
 def base_rows(points: Sequence[int]) -> int:
@@ -129,10 +138,10 @@ def scale_sets(
         title="Scale sets",
         columns=["rows", "file", "generated in (s)", "size (MB)"],
     )
-    base_path, base_run = _generate(ctx, base)
+    base_path, base_run = generate_scale_set(ctx, base)
     for n in points:
         if n > base:
-            path, child = _generate(ctx, n)
+            path, child = generate_scale_set(ctx, n)
         elif n == base:
             path, child = base_path, base_run
         else:

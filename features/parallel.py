@@ -32,7 +32,13 @@ import scipy.sparse as sp
 from features.blocks import FeatureBlock, FeatureMatrix
 from features.errors import InvalidParameterError
 
-__all__ = ["MIN_ROWS_PER_JOB", "effective_jobs", "fit_blocks", "transform_blocks"]
+__all__ = [
+    "MIN_ROWS_PER_JOB",
+    "effective_jobs",
+    "fit_blocks",
+    "transform_blocks",
+    "usable_cores",
+]
 
 MIN_ROWS_PER_JOB = 200
 """Fewer rows per worker than this run serially: a fork round costs ~50 ms."""
@@ -62,7 +68,7 @@ def effective_jobs(n_jobs: int | None, n_rows: int) -> int:
         raise InvalidParameterError(
             f"n_jobs must be None, -1 (all cores) or an int >= 1. Got {n_jobs!r}."
         )
-    cores = _usable_cores()
+    cores = usable_cores()
     jobs = cores if n_jobs < 0 else min(n_jobs, cores)
     jobs = min(jobs, n_rows // MIN_ROWS_PER_JOB)
     if (
@@ -74,7 +80,8 @@ def effective_jobs(n_jobs: int | None, n_rows: int) -> int:
     return jobs
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), else ``os.cpu_count``."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -12,7 +12,6 @@ only when a cluster is opened.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from features.errors import InvalidParameterError, UserInputError
+from features.parallel import usable_cores
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -34,7 +34,6 @@ __all__ = [
     "dask_client",
     "is_scheduler",
     "parse_scheduler",
-    "usable_cores",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,14 +134,6 @@ def is_scheduler(value: Any) -> bool:
     except InvalidParameterError:
         return False
     return True
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity), else ``os.cpu_count``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextmanager

@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
@@ -57,6 +56,7 @@ from features.store import (
     write_manifest,
     write_state,
 )
+from pipelines._files import atomic_text_file
 from pipelines._parts import (
     clean_partial_files,
     finished_part,
@@ -782,21 +782,8 @@ def write_parts_csv(summary: RunSummary, out: Path) -> None:
     """
     import pyarrow.parquet as pq
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{out.name}.", suffix=".tmp", dir=out.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            for k, record in enumerate(summary.records):
-                part = pq.read_table(summary.out_dir / record["file"]).to_pandas()
-                part["id"] = part["id"].astype(object)
-                part.to_csv(stream, index=False, header=k == 0)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, out)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_text_file(Path(out)) as stream:
+        for k, record in enumerate(summary.records):
+            part = pq.read_table(summary.out_dir / record["file"]).to_pandas()
+            part["id"] = part["id"].astype(object)
+            part.to_csv(stream, index=False, header=k == 0)

@@ -60,11 +60,9 @@ def worker_threads(workers: int) -> int:
     Without a limit every worker's boosters start one thread per core, so
     ``--workers 2`` on 2 cores would run 4 busy threads on 2 cores.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, cores // workers)
+    from features.parallel import usable_cores
+
+    return max(1, usable_cores() // workers)
 
 
 def _number_in(

@@ -27,7 +27,7 @@ def battles():
 def small_chunks(monkeypatch):
     """Let 120 rows use 2 workers (the real floor is 200 rows per worker)."""
     monkeypatch.setattr(parallel, "MIN_ROWS_PER_JOB", 10)
-    monkeypatch.setattr(parallel, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
 
 
 def test_parallel_fit_and_transform_equal_serial_for_every_lite_block(
@@ -67,7 +67,7 @@ def test_chunks_cover_every_row_once_in_order():
 
 
 def test_small_batches_and_serial_settings_use_one_process(monkeypatch):
-    monkeypatch.setattr(parallel, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
     assert parallel.effective_jobs(None, 10_000) == 1
     assert parallel.effective_jobs(1, 10_000) == 1
     assert parallel.effective_jobs(-1, 10_000) == 2
