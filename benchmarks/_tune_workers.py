@@ -63,6 +63,7 @@ __all__ = [
     "run_shared_study",
     "storage_url",
     "tune_workers_part",
+    "write_profile",
 ]
 
 POSTGRES_ENV = "ARENA_TEST_POSTGRES_URL"
@@ -293,6 +294,19 @@ def _wait_for(
 
 
 # -------------------------------------------------------------- the study
+def write_profile(root: Path, prefix: str) -> Path:
+    """``root/profile.yaml``: a tiny lengths + flags LightGBM profile whose
+    studies (prefix ``prefix``) finish in seconds; its store and model in ``root``.
+    The tune-worker tests share it."""
+    profile = root / "profile.yaml"
+    profile.write_text(
+        _PROFILE.format(
+            root=root, prefix=prefix, heartbeat=HEARTBEAT_INTERVAL, grace=GRACE_PERIOD
+        )
+    )
+    return profile
+
+
 def _prepare(work_dir: Path, kind: str) -> tuple[Path, Path, str]:
     """A run folder with its profile (own study prefix) and demo battles."""
     from pipelines.make_demo_data import make_demo_battles
@@ -300,12 +314,7 @@ def _prepare(work_dir: Path, kind: str) -> tuple[Path, Path, str]:
     work_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=work_dir))
     prefix = f"bench{uuid.uuid4().hex[:10]}"
-    profile = root / "profile.yaml"
-    profile.write_text(
-        _PROFILE.format(
-            root=root, prefix=prefix, heartbeat=HEARTBEAT_INTERVAL, grace=GRACE_PERIOD
-        )
-    )
+    profile = write_profile(root, prefix)
     data = root / "train.csv"
     make_demo_battles(n_rows=DEMO_ROWS, seed=3).to_csv(data, index=False)
     return root, profile, prefix

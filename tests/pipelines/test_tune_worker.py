@@ -22,39 +22,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from benchmarks._tune_workers import write_profile
 from models import study_workers
 from pipelines import train_gbdt, tune_worker
 from pipelines.make_demo_data import make_demo_battles
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_URL = os.environ.get("ARENA_TEST_POSTGRES_URL")
-PROFILE = """
-seed: 5
-features:
-  store: {root}/store
-  n_jobs: null
-  blocks:
-    lengths: {{}}
-    flags: {{}}
-training:
-  n_folds: 3
-  boosters: [lightgbm]
-  booster_params:
-    lightgbm: {{num_boost_round: 15, early_stopping_rounds: 5, num_threads: 1}}
-  out: {root}/model
-tuning:
-  n_trials: 40
-  storage: sqlite:///{root}/unused.db
-  study_prefix: {prefix}
-  n_folds: 2
-  max_rows: null
-  heartbeat_interval: 1
-  grace_period: 3
-  search_spaces:
-    lightgbm:
-      learning_rate: {{low: 0.05, high: 0.3, log: true}}
-      num_leaves: {{low: 4, high: 31, log: true, type: int}}
-"""
 RUNNER = """
 import os, sys, time
 from pathlib import Path
@@ -112,10 +86,7 @@ def battles_file(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def profile(tmp_path) -> Path:
-    path = tmp_path / "profile.yaml"
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    path.write_text(PROFILE.format(root=tmp_path, prefix=prefix))
-    return path
+    return write_profile(tmp_path, f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture
