@@ -5,7 +5,10 @@ orders) that dominates small batches, so one call on 128 rows costs far less
 than eight calls on 16. The batcher collects the requests that arrive within a
 short window (or that queued up while the previous call ran), up to a row
 budget, predicts them in one call on its own thread and hands each request its
-rows. The model is only ever used from that one thread.
+rows. The model is only ever used from that one thread. The window stays shut
+while the service is idle (the previous call served one request and nothing
+else is queued): a lone client's request goes at once instead of waiting for
+company that is not coming.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ class MicroBatcher:
         Rows per model call; a request is never split, so one larger request
         runs alone.
     max_wait_s : float
-        How long the first request of a batch waits for others.
+        How long the first request of a batch waits for others, once the
+        previous call served more than one request (under load).
     on_batch : callable, default=None
         ``on_batch(n_rows, seconds)`` after each model call (metrics).
     """
@@ -94,6 +98,7 @@ class MicroBatcher:
         self._executor: ThreadPoolExecutor | None = None
         self._carry: _Job | None = None
         self._stopping = False
+        self._last_call_jobs = 0
 
     @property
     def running(self) -> bool:
@@ -155,7 +160,7 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self._last_call_jobs <= 1:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
@@ -209,6 +214,7 @@ class MicroBatcher:
 
     async def _dispatch(self, jobs: Sequence[_Job]) -> None:
         jobs = [job for job in jobs if not job.future.done()]
+        self._last_call_jobs = len(jobs)
         if not jobs:
             return
         loop = asyncio.get_running_loop()

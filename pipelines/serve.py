@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-wait-ms",
         type=_milliseconds,
         default=2.0,
-        help="how long a request waits for others to share its model call",
+        help="how long a request waits for others to share its model call under "
+        "load (none when idle)",
     )
     add(
         "--n-jobs",

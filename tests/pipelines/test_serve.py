@@ -787,6 +787,47 @@ def test_micro_batcher_never_splits_a_request_over_calls(local_model, demo_frame
     assert [len(result.proba) for result in results] == [3, 3, 3]
 
 
+def test_micro_batcher_sends_a_lone_request_at_once_when_idle(local_model, demo_frame):
+    """An idle service does not hold a request for the window (5 s here)."""
+    calls: list[int] = []
+    batcher = _batcher(local_model, calls, max_rows=256, max_wait_s=5.0)
+
+    async def go() -> float:
+        await batcher.start()
+        try:
+            started = time.perf_counter()
+            await batcher.submit(read_battles(demo_frame.iloc[:2]))
+            return time.perf_counter() - started
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(go()) < 2.5
+    assert calls == [2]
+
+
+def test_micro_batcher_waits_for_company_under_load(local_model, demo_frame):
+    """After a shared call, a request waits the window for one sent 50 ms later."""
+    tables = [read_battles(demo_frame.iloc[i : i + 2]) for i in (0, 2, 4, 6)]
+    calls: list[int] = []
+    batcher = _batcher(local_model, calls, max_rows=256, max_wait_s=2.0)
+
+    async def go() -> None:
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(t) for t in tables[:2]))
+
+            async def later(table):
+                await asyncio.sleep(0.05)
+                return await batcher.submit(table)
+
+            await asyncio.gather(batcher.submit(tables[2]), later(tables[3]))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(go())
+    assert calls == [4, 4]
+
+
 def test_micro_batcher_refuses_requests_when_not_running(local_model, demo_frame):
     batcher = _batcher(local_model, [], max_rows=4, max_wait_s=0.0)
     with pytest.raises(BatcherStopped, match="micro-batcher is not running"):
