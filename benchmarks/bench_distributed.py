@@ -420,7 +420,7 @@ def run(ctx: BenchContext) -> Section:
     single = run_child(
         _predict_argv(model_dir, subset, single_csv), timeout=options.timeout
     ).check()
-    single_steady = sizes["compare_rows"] / _single_process_seconds(
+    single_before = sizes["compare_rows"] / _single_process_seconds(
         model_dir, subset, options.repeats
     )
     scheduler = f"local:{n_workers}"
@@ -447,6 +447,12 @@ def run(ctx: BenchContext) -> Section:
         str(sizes["small_partition_rows"]),
     )
     small = _run_measured(small_argv, options.timeout).check(small_argv)
+    # Measured again after the cluster runs: on a shared machine the load
+    # moves within minutes, and the ratio takes the faster single figure.
+    single_after = sizes["compare_rows"] / _single_process_seconds(
+        model_dir, subset, options.repeats
+    )
+    single_steady = max(single_before, single_after)
     main_manifest = json.loads((main_dir / "manifest.json").read_text())
     parts_seconds = float(main_manifest["timings"]["parts"])
     main_records = _part_records(main_dir, main=True)
@@ -484,8 +490,14 @@ def run(ctx: BenchContext) -> Section:
                     "partitions": 1,
                     "wall (s)": single.seconds,
                     "rows/s end to end": sizes["compare_rows"] / single.seconds,
-                    "rows/s steady": single_steady,
+                    "rows/s steady": single_before,
                     "peak RSS of the client (GB)": single.peak_rss_gb,
+                },
+                {
+                    "run": "single process, after the cluster runs",
+                    "rows": sizes["compare_rows"],
+                    "partitions": 1,
+                    "rows/s steady": single_after,
                 },
                 {
                     "run": f"--scheduler {scheduler}",
@@ -523,7 +535,9 @@ def run(ctx: BenchContext) -> Section:
                 f"own n_jobs; median of {options.repeats}, after a warm-up call); "
                 "distributed, rows over the time from the first task submitted to "
                 "the last part written (the parts manifest's timings), which "
-                "includes reading the partitions and writing the parts.",
+                "includes reading the partitions and writing the parts. The "
+                "single process is measured before and after the cluster runs; "
+                "the ratio target takes the faster of the two.",
                 "Peak RSS per worker: the largest VmHWM of the spawned worker "
                 f"processes, polled every {_POLL_SECONDS} s; the client process "
                 "(scheduler and nannies) apart.",
