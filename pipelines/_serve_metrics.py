@@ -240,6 +240,7 @@ class AccessLogMiddleware:
                 "latency_ms": round(seconds * 1000, 3),
                 "rows": state.get("rows"),
                 "client": (scope.get("client") or [None])[0],
+                "worker": os.getpid(),
             }
             access_logger.info(json.dumps(record))
 

@@ -202,22 +202,32 @@ def _main(args: argparse.Namespace) -> int:
     from models.artifact import read_model_dir
 
     read_model_dir(args.model)
-    # The workers are fresh processes: their libgomp reads this when it loads.
-    os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(args.workers)))
-    os.environ[_SETTINGS_ENV] = json.dumps(
+    from pipelines._serve_workers import WorkerPool
+
+    environment = {
+        # The workers are fresh processes: their libgomp reads this when it loads.
+        "OMP_NUM_THREADS": os.environ.get(
+            "OMP_NUM_THREADS", str(worker_threads(args.workers))
+        ),
+        _SETTINGS_ENV: json.dumps(
+            {
+                "settings": dataclasses.asdict(settings),
+                "verbose": args.verbose,
+                "quiet": args.quiet,
+            }
+        ),
+    }
+    pool = WorkerPool(
+        args.workers,
         {
-            "settings": dataclasses.asdict(settings),
-            "verbose": args.verbose,
-            "quiet": args.quiet,
-        }
+            "app": "pipelines.serve:_app_from_environment",
+            "factory": True,
+            **_uvicorn_options(args),
+        },
+        environment,
+        shutdown_timeout=args.shutdown_timeout,
     )
-    uvicorn.run(
-        "pipelines.serve:_app_from_environment",
-        factory=True,
-        workers=args.workers,
-        **_uvicorn_options(args),
-    )
-    return 0
+    return pool.run()
 
 
 def _app_from_environment() -> Any:

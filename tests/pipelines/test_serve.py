@@ -635,15 +635,25 @@ def test_request_id_is_echoed_and_in_the_access_log(server, client):
 
 # ------------------------------------------------------ lifecycle, set-up
 def test_sigterm_lets_the_in_flight_request_finish(model_dir, tmp_path, local_model):
-    # A 1 s batching window keeps the request in flight while SIGTERM comes.
-    server = ServerProcess(
-        model_dir, tmp_path / "server.log", "--batch-wait-ms", "1000"
-    ).wait_ready()
+    # The body's second half is held back until SIGTERM has come, so the
+    # request is in flight (headers read, body streaming) during the shutdown.
+    server = ServerProcess(model_dir, tmp_path / "server.log").wait_ready()
     outcome: dict[str, httpx.Response] = {}
+    body = json.dumps({"battles": [_GOOD]}).encode()
+    release = threading.Event()
+
+    def chunks():
+        yield body[:10]
+        release.wait(30)
+        yield body[10:]
 
     def post() -> None:
         with httpx.Client(base_url=server.url, timeout=60.0) as http:
-            outcome["response"] = http.post("/v1/predict", json={"battles": [_GOOD]})
+            outcome["response"] = http.post(
+                "/v1/predict",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            )
 
     thread = threading.Thread(target=post)
     try:
@@ -657,6 +667,9 @@ def test_sigterm_lets_the_in_flight_request_finish(model_dir, tmp_path, local_mo
         else:
             pytest.fail("the prediction request never arrived")
         server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the server is shutting down, the request unfinished
+        assert server.process.poll() is None, server.log
+        release.set()
         thread.join(timeout=60)
         # uvicorn ends by re-raising the signal after a clean shutdown.
         assert server.process.wait(timeout=60) in CLEAN_EXIT, server.log
@@ -685,6 +698,66 @@ def test_two_workers_serve_the_same_model(model_dir, tmp_path, local_model):
     expected = local_model.predict_proba([_GOOD])
     for body in bodies:
         assert np.allclose(_proba(body), expected, rtol=0, atol=1e-9)
+
+
+def _access_workers(log: str, path: str) -> list[int]:
+    workers = []
+    for line in log.splitlines():
+        if line.startswith("{") and f'"path": "{path}"' in line:
+            workers.append(json.loads(line)["worker"])
+    return workers
+
+
+def test_two_workers_share_connections_opened_at_once(model_dir, tmp_path):
+    """Each worker listens itself (SO_REUSEPORT): 16 clients that connect together
+    are spread over both, not all accepted by the first worker to wake."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = ServerProcess(model_dir, tmp_path / "server.log", "--workers", "2")
+    clients = [httpx.Client(base_url=server.url, timeout=30.0) for _ in range(16)]
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 90
+        while server.log.count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, server.log
+            time.sleep(0.1)
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda c: c.get("/healthz").status_code, clients))
+        assert statuses == [200] * 16
+    finally:
+        for client in clients:
+            client.close()
+        assert server.stop() in CLEAN_EXIT, server.log
+    served_by = _access_workers(server.log, "/healthz")
+    assert len(served_by) == 16
+    assert len(set(served_by)) == 2, served_by
+
+
+def test_workers_on_a_port_in_use_fail_before_serving(model_dir, tmp_path):
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.serve",
+                "--model",
+                str(model_dir),
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 3, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_tampered_model_is_refused_before_listening(model_dir, tmp_path):
