@@ -452,7 +452,8 @@ def run(ctx: BenchContext) -> Section:
             notes=[
                 f"Server: `python -m pipelines.serve --model MODEL_DIR --max-batch "
                 f"{load['max_batch']}` (defaults otherwise: micro-batches of at most "
-                "256 battles, 2 ms window, feature blocks serial, access log on), "
+                "256 battles, a window of up to 10 ms, feature blocks serial, access "
+                "log on), "
                 f"`--workers {workers}` (one per core, "
                 f"{worker_threads(workers)} OpenMP thread(s) each), the {profile} "
                 "profile fitted on the corpus. With 2+ workers the battles per "

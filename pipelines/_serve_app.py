@@ -62,7 +62,7 @@ class ServeSettings:
     max_batch: int = 1000
     max_body_bytes: int = 16 * 1024 * 1024
     batch_rows: int = 256
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: float = 10.0
     n_jobs: int | None = 1
 
 

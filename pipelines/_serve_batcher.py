@@ -5,10 +5,11 @@ orders) that dominates small batches, so one call on 128 rows costs far less
 than eight calls on 16. The batcher collects the requests that arrive within a
 short window (or that queued up while the previous call ran), up to a row
 budget, predicts them in one call on its own thread and hands each request its
-rows. The model is only ever used from that one thread. The window stays shut
-while the service is idle (the previous call served one request and nothing
-else is queued): a lone client's request goes at once instead of waiting for
-company that is not coming.
+rows. The model is only ever used from that one thread. The window closes as
+soon as as many requests are in as the previous call served: a lone client's
+request goes at once (nothing to wait for), and under load a call waits for
+the clients the last one answered, up to the window, rather than going with
+whoever came back first.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class MicroBatcher:
         Rows per model call; a request is never split, so one larger request
         runs alone.
     max_wait_s : float
-        How long the first request of a batch waits for others, once the
-        previous call served more than one request (under load).
+        Longest wait of the first request of a batch for others; it ends
+        early once as many requests are in as the previous call served.
     on_batch : callable, default=None
         ``on_batch(n_rows, seconds)`` after each model call (metrics).
     """
@@ -160,7 +161,9 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0 or self._last_call_jobs <= 1:
+                # As many requests as the last call had: the clients it
+                # answered are back, so waiting longer only adds latency.
+                if remaining <= 0 or len(jobs) >= self._last_call_jobs:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)

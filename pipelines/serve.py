@@ -125,9 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--batch-wait-ms",
         type=_milliseconds,
-        default=2.0,
-        help="how long a request waits for others to share its model call under "
-        "load (none when idle)",
+        default=10.0,
+        help="longest wait of a request for others to share its model call; it "
+        "ends once as many requests are in as the previous call served (at once "
+        "when idle)",
     )
     add(
         "--n-jobs",

@@ -901,6 +901,28 @@ def test_micro_batcher_waits_for_company_under_load(local_model, demo_frame):
     assert calls == [4, 4]
 
 
+def test_micro_batcher_window_ends_once_the_last_calls_requests_are_back(
+    local_model, demo_frame
+):
+    """Two requests answered together, two back: the 5 s window is not waited out."""
+    tables = [read_battles(demo_frame.iloc[i : i + 2]) for i in (0, 2, 4, 6)]
+    calls: list[int] = []
+    batcher = _batcher(local_model, calls, max_rows=256, max_wait_s=5.0)
+
+    async def go() -> float:
+        await batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(t) for t in tables[:2]))
+            started = time.perf_counter()
+            await asyncio.gather(*(batcher.submit(t) for t in tables[2:]))
+            return time.perf_counter() - started
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(go()) < 2.5
+    assert calls == [4, 4]
+
+
 def test_micro_batcher_refuses_requests_when_not_running(local_model, demo_frame):
     batcher = _batcher(local_model, [], max_rows=4, max_wait_s=0.0)
     with pytest.raises(BatcherStopped, match="micro-batcher is not running"):
