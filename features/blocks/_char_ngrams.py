@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from sklearn.feature_extraction.text import TfidfTransformer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-__all__ = ["char_wb_tfidf", "fit_char_wb"]
+__all__ = ["char_wb_tfidf", "fit_char_wb", "weighted_tfidf"]
 
 _MAX_CACHED_WORDS = 200_000  # ~50 MB of per-word n-gram ids, then start afresh
 _FIT_CHUNK_TEXTS = 2_000  # texts counted per sparse chunk while fitting
@@ -177,9 +177,24 @@ def char_wb_tfidf(
     ``vectorizer.transform`` exactly (tested).
     """
     cache = {} if cache is None else cache
+    return weighted_tfidf(
+        vectorizer, _char_wb_rows(vectorizer, texts, vectorizer.vocabulary_.get, cache)
+    )
+
+
+def weighted_tfidf(
+    vectorizer: TfidfVectorizer, rows: tuple[NDArray, NDArray, NDArray]
+) -> sp.csr_matrix:
+    """scikit-learn's tf-idf of ``(counts, column ids, row pointers)`` counts.
+
+    A column may repeat within a row (the duplicates add up). Then
+    ``1 + log(tf)`` when sublinear, times idf, and the rows' norm, as
+    ``TfidfTransformer.transform`` does, to the bit.
+    """
+    counts, indices, indptr = rows
     matrix = sp.csr_matrix(
-        _char_wb_rows(vectorizer, texts, vectorizer.vocabulary_.get, cache),
-        shape=(len(texts), len(vectorizer.vocabulary_)),
+        (counts, indices, indptr),
+        shape=(len(indptr) - 1, len(vectorizer.vocabulary_)),
     )
     matrix.sum_duplicates()
     if vectorizer.sublinear_tf:

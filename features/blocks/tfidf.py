@@ -30,6 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from features.battles import truncate_battles
 from features.blocks._char_ngrams import char_wb_tfidf, fit_char_wb
+from features.blocks._word_ngrams import word_tfidf
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.errors import InvalidParameterError
 from features.text import (
@@ -318,7 +319,7 @@ class TfidfBlock(FeatureBlock):
         parts = [
             char_wb_tfidf(vectorizer, texts, self._word_ngram_ids)
             if tag == "c"
-            else sp.csr_matrix(vectorizer.transform(texts))
+            else word_tfidf(vectorizer, texts)
             for tag, vectorizer in self.vectorizers_.items()
         ]
         matrix = parts[0] if len(parts) == 1 else sp.hstack(parts, format="csr")

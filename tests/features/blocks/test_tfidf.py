@@ -12,6 +12,7 @@ from sklearn.base import clone
 
 from features.battles import as_battles, read_battles, swap
 from features.blocks._char_ngrams import char_wb_tfidf, fit_char_wb
+from features.blocks._word_ngrams import word_tfidf
 from features.blocks.tfidf import TfidfBlock
 from features.errors import InvalidParameterError
 
@@ -162,6 +163,33 @@ def test_tfidf_fast_char_path_equals_sklearn_transform(hand_battles, lowercase):
     reference = sp.csr_matrix(vectorizer.transform(texts))
     assert fast.dtype == reference.dtype == np.float32
     np.testing.assert_array_equal(fast.toarray(), reference.toarray())
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"lowercase": True},
+        {"lowercase": False},
+        {"word_ngram_range": (1, 1)},
+        {"word_ngram_range": (2, 3)},
+    ],
+)
+def test_tfidf_fast_word_path_equals_sklearn_transform(hand_battles, params):
+    block = _small(char_max_features=0, **params).fit(hand_battles)
+    vectorizer = block.vectorizers_["w"]
+    cjk = "Hi, 你好 there 世界! the sea"  # one CJK character is one word
+    texts = _ODD_TEXTS + [cjk] + [" ".join(t) for t in hand_battles["response_a"]]
+    fast = word_tfidf(vectorizer, texts)
+    reference = sp.csr_matrix(vectorizer.transform(texts))
+    assert fast.dtype == reference.dtype == np.float32
+    np.testing.assert_array_equal(fast.toarray(), reference.toarray())
+
+
+def test_tfidf_fast_word_path_refuses_another_token_pattern(hand_battles):
+    vectorizer = _small(char_max_features=0).fit(hand_battles).vectorizers_["w"]
+    other = clone(vectorizer).set_params(token_pattern=r"\S+")
+    with pytest.raises(ValueError, match="WORD_PATTERN"):
+        word_tfidf(other, ["a b"])
 
 
 def _assert_fit_equals_sklearn(vectorizer, texts):
