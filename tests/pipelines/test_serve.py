@@ -76,8 +76,14 @@ class ServerProcess:
         ]
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
         with open(log_path, "wb") as log:
+            # A process group of its own, as a terminal gives a command.
             self.process = subprocess.Popen(
-                command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
+                command,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
 
     @property
@@ -731,6 +737,50 @@ def test_two_workers_share_connections_opened_at_once(model_dir, tmp_path):
     served_by = _access_workers(server.log, "/healthz")
     assert len(served_by) == 16
     assert len(set(served_by)) == 2, served_by
+
+
+def test_ctrl_c_to_the_process_group_lets_two_workers_finish(model_dir, tmp_path):
+    """SIGINT to the whole group (a terminal's Ctrl-C) reaches the parent and the
+    workers; the parent's SIGTERM that follows must not cut the shutdown short
+    (uvicorn forces an exit on a second SIGINT only), so the request whose body
+    is still coming gets its 200."""
+    server = ServerProcess(model_dir, tmp_path / "server.log", "--workers", "2")
+    body = json.dumps({"battles": [_GOOD]}).encode()
+    release = threading.Event()
+    outcome: dict[str, httpx.Response] = {}
+
+    def chunks():
+        yield body[:10]
+        release.wait(30)
+        yield body[10:]
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, timeout=60.0) as http:
+            outcome["response"] = http.post(
+                "/v1/predict",
+                content=chunks(),
+                headers={"content-type": "application/json"},
+            )
+
+    thread = threading.Thread(target=post)
+    try:
+        server.wait_ready()
+        deadline = time.monotonic() + 90
+        while server.log.count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, server.log
+            time.sleep(0.1)
+        thread.start()
+        time.sleep(1.0)  # headers sent, body held back
+        os.killpg(os.getpgid(server.process.pid), signal.SIGINT)
+        time.sleep(1.0)
+        release.set()
+        thread.join(timeout=60)
+        assert server.process.wait(timeout=60) in CLEAN_EXIT, server.log
+    finally:
+        release.set()
+        server.stop()
+    assert outcome["response"].status_code == 200, server.log
+    assert server.log.count("Application shutdown complete") == 2, server.log
 
 
 def test_workers_on_a_port_in_use_fail_before_serving(model_dir, tmp_path):
