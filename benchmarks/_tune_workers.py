@@ -62,6 +62,7 @@ __all__ = [
     "run_killed_worker",
     "run_shared_study",
     "storage_url",
+    "tune_argv",
     "tune_workers_part",
     "write_profile",
 ]
@@ -320,7 +321,8 @@ def _prepare(work_dir: Path, kind: str) -> tuple[Path, Path, str]:
     return root, profile, prefix
 
 
-def _argv(profile: Path, data: Path, storage: str, n_trials: int) -> list[str]:
+def tune_argv(profile: Path, data: Path, storage: str, n_trials: int) -> list[str]:
+    """Arguments a tune worker and the leader share (config, data, storage, trials)."""
     return [
         "--config",
         str(profile),
@@ -394,7 +396,7 @@ def run_shared_study(
         A process failed or ran past `timeout` seconds (its log tail is shown).
     """
     root, profile, prefix = _prepare(work_dir, "shared")
-    argv = _argv(profile, root / "train.csv", storage, n_trials)
+    argv = tune_argv(profile, root / "train.csv", storage, n_trials)
     started = time.monotonic()
     with _children() as children:
         for role in ("worker-1", "worker-2"):
@@ -421,7 +423,7 @@ def run_killed_worker(
         A process failed, the victim never hung, or a wait passed `timeout`.
     """
     root, profile, prefix = _prepare(work_dir, "killed")
-    argv = _argv(profile, root / "train.csv", storage, n_trials)
+    argv = tune_argv(profile, root / "train.csv", storage, n_trials)
     signal_file = root / "hanging"
     started = time.monotonic()
     deadline = started + timeout

@@ -104,6 +104,14 @@ class ServerProcess:
         self.stop()
         pytest.fail(f"server not ready after {timeout} s:\n{self.log}")
 
+    def wait_workers(self, n_workers: int, timeout: float = 90.0) -> ServerProcess:
+        """Until ``n_workers`` worker processes have started their app."""
+        deadline = time.monotonic() + timeout
+        while self.log.count("Application startup complete") < n_workers:
+            assert time.monotonic() < deadline, self.log
+            time.sleep(0.1)
+        return self
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -640,30 +648,46 @@ def test_request_id_is_echoed_and_in_the_access_log(server, client):
 
 
 # ------------------------------------------------------ lifecycle, set-up
+class HeldBackPost:
+    """A prediction request whose body's second half waits for :meth:`release`,
+    so the request stays in flight (headers read, body streaming) meanwhile."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._release = threading.Event()
+        self._outcome: dict[str, httpx.Response] = {}
+        self._thread = threading.Thread(target=self._post)
+        self._thread.start()
+
+    def _chunks(self):
+        body = json.dumps({"battles": [_GOOD]}).encode()
+        yield body[:10]
+        self._release.wait(30)
+        yield body[10:]
+
+    def _post(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60.0) as http:
+            self._outcome["response"] = http.post(
+                "/v1/predict",
+                content=self._chunks(),
+                headers={"content-type": "application/json"},
+            )
+
+    def release(self) -> None:
+        self._release.set()
+
+    def response(self) -> httpx.Response:
+        self.release()
+        self._thread.join(timeout=60)
+        return self._outcome["response"]
+
+
 def test_sigterm_lets_the_in_flight_request_finish(model_dir, tmp_path, local_model):
     # The body's second half is held back until SIGTERM has come, so the
     # request is in flight (headers read, body streaming) during the shutdown.
     server = ServerProcess(model_dir, tmp_path / "server.log").wait_ready()
-    outcome: dict[str, httpx.Response] = {}
-    body = json.dumps({"battles": [_GOOD]}).encode()
-    release = threading.Event()
-
-    def chunks():
-        yield body[:10]
-        release.wait(30)
-        yield body[10:]
-
-    def post() -> None:
-        with httpx.Client(base_url=server.url, timeout=60.0) as http:
-            outcome["response"] = http.post(
-                "/v1/predict",
-                content=chunks(),
-                headers={"content-type": "application/json"},
-            )
-
-    thread = threading.Thread(target=post)
+    request = HeldBackPost(server.url)
     try:
-        thread.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
@@ -675,14 +699,13 @@ def test_sigterm_lets_the_in_flight_request_finish(model_dir, tmp_path, local_mo
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)  # the server is shutting down, the request unfinished
         assert server.process.poll() is None, server.log
-        release.set()
-        thread.join(timeout=60)
+        response = request.response()
         # uvicorn ends by re-raising the signal after a clean shutdown.
         assert server.process.wait(timeout=60) in CLEAN_EXIT, server.log
         assert "Application shutdown complete" in server.log
     finally:
+        request.release()
         server.stop()
-    response = outcome["response"]
     assert response.status_code == 200, response.text
     expected = local_model.predict_proba([_GOOD])
     assert np.allclose(_proba(response.json()), expected, rtol=0, atol=1e-9)
@@ -722,11 +745,7 @@ def test_two_workers_share_connections_opened_at_once(model_dir, tmp_path):
     server = ServerProcess(model_dir, tmp_path / "server.log", "--workers", "2")
     clients = [httpx.Client(base_url=server.url, timeout=30.0) for _ in range(16)]
     try:
-        server.wait_ready()
-        deadline = time.monotonic() + 90
-        while server.log.count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, server.log
-            time.sleep(0.1)
+        server.wait_ready().wait_workers(2)
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda c: c.get("/healthz").status_code, clients))
         assert statuses == [200] * 16
@@ -745,41 +764,20 @@ def test_ctrl_c_to_the_process_group_lets_two_workers_finish(model_dir, tmp_path
     (uvicorn forces an exit on a second SIGINT only), so the request whose body
     is still coming gets its 200."""
     server = ServerProcess(model_dir, tmp_path / "server.log", "--workers", "2")
-    body = json.dumps({"battles": [_GOOD]}).encode()
-    release = threading.Event()
-    outcome: dict[str, httpx.Response] = {}
-
-    def chunks():
-        yield body[:10]
-        release.wait(30)
-        yield body[10:]
-
-    def post() -> None:
-        with httpx.Client(base_url=server.url, timeout=60.0) as http:
-            outcome["response"] = http.post(
-                "/v1/predict",
-                content=chunks(),
-                headers={"content-type": "application/json"},
-            )
-
-    thread = threading.Thread(target=post)
+    request = None
     try:
-        server.wait_ready()
-        deadline = time.monotonic() + 90
-        while server.log.count("Application startup complete") < 2:
-            assert time.monotonic() < deadline, server.log
-            time.sleep(0.1)
-        thread.start()
+        server.wait_ready().wait_workers(2)
+        request = HeldBackPost(server.url)
         time.sleep(1.0)  # headers sent, body held back
         os.killpg(os.getpgid(server.process.pid), signal.SIGINT)
         time.sleep(1.0)
-        release.set()
-        thread.join(timeout=60)
+        response = request.response()
         assert server.process.wait(timeout=60) in CLEAN_EXIT, server.log
     finally:
-        release.set()
+        if request is not None:
+            request.release()
         server.stop()
-    assert outcome["response"].status_code == 200, server.log
+    assert response.status_code == 200, server.log
     assert server.log.count("Application shutdown complete") == 2, server.log
 
 

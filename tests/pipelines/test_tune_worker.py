@@ -22,7 +22,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from benchmarks._tune_workers import write_profile
+from benchmarks._tune_workers import tune_argv, write_profile
 from models import study_workers
 from pipelines import train_gbdt, tune_worker
 from pipelines.make_demo_data import make_demo_battles
@@ -97,20 +97,6 @@ def storage(request, tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'shared.db'}"
 
 
-def _argv(profile: Path, data: Path, storage: str, n_trials: int) -> list[str]:
-    return [
-        "--config",
-        str(profile),
-        "--data",
-        str(data),
-        "--storage",
-        storage,
-        "--trials",
-        str(n_trials),
-        "--quiet",
-    ]
-
-
 def _start(
     command: str,
     argv: list[str],
@@ -180,7 +166,7 @@ def test_two_workers_and_the_leader_finish_the_study_with_each_trial_run_once(
     profile, battles_file, storage, tmp_path
 ):
     n_trials = 40
-    argv = _argv(profile, battles_file, storage, n_trials)
+    argv = tune_argv(profile, battles_file, storage, n_trials)
     sync = tmp_path / "sync"
     sync.mkdir()
     logs = [tmp_path / f"{name}.log" for name in ("worker-1", "worker-2", "leader")]
@@ -212,7 +198,7 @@ def test_a_worker_killed_mid_trial_leaves_a_study_the_survivor_completes(
     profile, battles_file, storage, tmp_path
 ):
     n_trials = 12
-    argv = _argv(profile, battles_file, storage, n_trials)
+    argv = tune_argv(profile, battles_file, storage, n_trials)
     sync = tmp_path / "sync"
     sync.mkdir()
     victim_log, survivor_log = tmp_path / "victim.log", tmp_path / "survivor.log"
@@ -246,7 +232,7 @@ def test_a_worker_killed_mid_trial_leaves_a_study_the_survivor_completes(
 def test_a_bad_storage_url_fails_before_any_feature_is_built(
     command, profile, battles_file, capsys
 ):
-    argv = _argv(profile, battles_file, "optuna.db", 4)
+    argv = tune_argv(profile, battles_file, "optuna.db", 4)
 
     assert command.main(argv) == 2
     error = capsys.readouterr().err
@@ -258,7 +244,7 @@ def test_a_bad_storage_url_fails_before_any_feature_is_built(
 def test_a_grace_period_shorter_than_the_heartbeat_names_the_key_and_file(
     command, profile, battles_file, tmp_path, capsys
 ):
-    argv = _argv(profile, battles_file, f"sqlite:///{tmp_path / 'x.db'}", 4)
+    argv = tune_argv(profile, battles_file, f"sqlite:///{tmp_path / 'x.db'}", 4)
 
     code = command.main([*argv, "--set", "tuning.grace_period=1"])
 
@@ -274,7 +260,7 @@ def test_an_unreachable_database_is_one_error_line(
     pytest.importorskip("psycopg")
     monkeypatch.setattr(study_workers, "_CONNECT_TRIES", 1)
     # Port 1 of the loopback: nothing listens there.
-    argv = _argv(profile, battles_file, "postgresql://u:pw@127.0.0.1:1/db", 4)
+    argv = tune_argv(profile, battles_file, "postgresql://u:pw@127.0.0.1:1/db", 4)
 
     assert tune_worker.main(argv) == 2
 
@@ -284,7 +270,7 @@ def test_an_unreachable_database_is_one_error_line(
 
 
 def test_a_worker_with_no_budget_runs_nothing(profile, battles_file, tmp_path, capsys):
-    argv = _argv(profile, battles_file, f"sqlite:///{tmp_path / 'x.db'}", 0)
+    argv = tune_argv(profile, battles_file, f"sqlite:///{tmp_path / 'x.db'}", 0)
 
     assert tune_worker.main(argv) == 0
 
