@@ -152,7 +152,8 @@ REPAIR_KINDS: dict[str, str] = {
 
 
 def _fix_surrogates(text: str, battle_id: str, report: RepairReport) -> str:
-    if not _SURROGATE.search(text):
+    # Surrogates are not ASCII; the isascii scan is ~10x faster than the regex.
+    if text.isascii() or not _SURROGATE.search(text):
         return text
     raw = text.encode("utf-16-le", "surrogatepass")
     fixed = raw.decode("utf-16-le", "replace")
