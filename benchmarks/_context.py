@@ -147,6 +147,7 @@ class BenchOptions:
     transfer_holdout: tuple[str, ...] | None = None
     transfer_folds: int = 3
     transfer_fast: bool = True
+    transfer_within_seeds: int = 3
     tuning_budget: float | None = 60 * 60.0
     gbdt_tuning_budget: float | None = 5 * 60.0
     profile_misses: bool = True
@@ -167,6 +168,7 @@ class BenchOptions:
             "gbdt_trials": 1,
             "loso_folds": 2,
             "transfer_folds": 2,
+            "transfer_within_seeds": 1,
             "embed_rows": 0,
             "embed_texts": 0,
             "latency_calls": 20,

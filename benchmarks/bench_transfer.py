@@ -45,7 +45,7 @@ from benchmarks._context import (
 )
 from benchmarks._report import REPO_ROOT, Section, Table, Target
 from features import InvalidParameterError, read_battles, truncate_battles
-from models import model_fit_predict, source_families, transfer_table
+from models import model_fit_predict, source_families, transfer_table, within_set_cv
 from pipelines import Config, load_config
 from pipelines.estimator import model_from_config
 from pipelines.transfer_report import TRANSFER_COLUMNS, seed_stateless_blocks
@@ -168,6 +168,13 @@ def add_transfer_arguments(parser: argparse.ArgumentParser) -> None:
         help="folds of every transfer fit (default 3; --quick: 2)",
     )
     add(
+        "--transfer-within-seeds",
+        type=int,
+        metavar="N",
+        help="also cross-validate the profile inside each external set, N fold "
+        "seeds (default 3; --quick: 1; 0: skip): what the set's own battles teach",
+    )
+    add(
         "--transfer-config-boosters",
         action="store_true",
         help="fit with the profile's booster params (default: fast boosters, "
@@ -196,6 +203,13 @@ def transfer_option_changes(args: argparse.Namespace) -> dict[str, Any]:
                 f"error: --transfer-folds must be >= 2; got {args.transfer_folds}."
             )
         changes["transfer_folds"] = args.transfer_folds
+    within = getattr(args, "transfer_within_seeds", None)
+    if within is not None:
+        if within < 0:
+            raise SystemExit(
+                f"error: --transfer-within-seeds must be >= 0; got {within}."
+            )
+        changes["transfer_within_seeds"] = within
     if getattr(args, "transfer_external", None):
         changes["transfer_external"] = tuple(args.transfer_external)
     if getattr(args, "no_transfer_external", False):
@@ -258,14 +272,26 @@ def _seed_store(
     )
 
 
-def _variant_frame(
-    ctx: BenchContext, config: Config, externals: dict[str, pd.DataFrame]
-) -> pd.DataFrame:
+def _fit_predict(ctx: BenchContext, config: Config) -> Any:
+    """Fits of ``config`` as every transfer row makes them (folds, boosters, store)."""
     options = ctx.options
     booster_params = {
         name: fast_booster_params(dict(params)) if options.transfer_fast else params
         for name, params in config.training.booster_params.items()
     }
+    return model_fit_predict(
+        lambda: model_from_config(
+            config, booster_params=booster_params, n_folds=options.transfer_folds
+        ),
+        fit_params={"store": ctx.store},
+    )
+
+
+def _variant_frame(
+    ctx: BenchContext, config: Config, externals: dict[str, pd.DataFrame]
+) -> pd.DataFrame:
+    options = ctx.options
+    fit_predict = _fit_predict(ctx, config)
     holdout = (
         list(options.transfer_holdout)
         if options.transfer_holdout is not None
@@ -278,12 +304,6 @@ def _variant_frame(
             f"corpus has {sorted(set(ctx.families))}."
         )
     _seed_store(ctx, config, holdout, bool(externals))
-    fit_predict = model_fit_predict(
-        lambda: model_from_config(
-            config, booster_params=booster_params, n_folds=options.transfer_folds
-        ),
-        fit_params={"store": ctx.store},
-    )
     return transfer_table(
         ctx.corpus,
         fit_predict,
@@ -313,6 +333,8 @@ def _command(options: BenchOptions, profile: str) -> str:
         argv += ["--transfer-holdout", ",".join(options.transfer_holdout)]
     if not options.transfer_fast:
         argv.append("--transfer-config-boosters")
+    if options.transfer_external:
+        argv += ["--transfer-within-seeds", str(options.transfer_within_seeds)]
     if options.transfer_variants:
         argv += [
             "--transfer-variants",
@@ -378,6 +400,76 @@ def _comparison(frames: dict[str, pd.DataFrame], profile: str) -> Table:
     table.notes.append(
         "Same held-out splits and references for every variant; a variant is kept "
         "on by default only where it helps on this table."
+    )
+    return table
+
+
+WITHIN_FOLDS = {"full": 5, "quick": 2}
+"""Folds of the within-set cross-validation (prompt-grouped)."""
+
+
+def _within_table(
+    ctx: BenchContext,
+    profile: str,
+    name: str,
+    external: pd.DataFrame,
+    transfer_row: dict[str, Any],
+) -> Table:
+    """The profile cross-validated inside one external set, beside its transfer row."""
+    options = ctx.options
+    n_folds = WITHIN_FOLDS["quick" if options.quick else "full"]
+    frame = within_set_cv(
+        external,
+        _fit_predict(ctx, _config(ctx, profile, ())),
+        n_folds=n_folds,
+        seeds=range(options.transfer_within_seeds),
+        verbose=logger.isEnabledFor(logging.DEBUG),
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "fitted on": "the corpus, never this set (transfer table)",
+            "decisive AUC": transfer_row["decisive_auc"],
+            "decisive log loss": transfer_row["decisive_log_loss"],
+            "raw length AUC": transfer_row["length_auc"],
+        }
+    ]
+    for record in frame.to_dict(orient="records"):
+        rows.append(
+            {
+                "fitted on": f"{n_folds - 1} of {n_folds} folds of this set, fold "
+                f"seed {record['seed']}",
+                "decisive AUC": record["decisive_auc"],
+                "decisive log loss": record["decisive_log_loss"],
+                "raw length AUC": record["length_auc"],
+                "fit seconds": record["seconds"],
+            }
+        )
+    if len(frame) > 1:
+        rows.append(
+            {
+                "fitted on": "this set, median over the fold seeds",
+                "decisive AUC": float(frame["decisive_auc"].median()),
+                "decisive log loss": float(frame["decisive_log_loss"].median()),
+                "raw length AUC": float(frame["length_auc"].median()),
+            }
+        )
+    table = Table(
+        title=f"Inside {name}: the {profile} profile fitted on the set's own battles",
+        columns=[
+            "fitted on",
+            "decisive AUC",
+            "decisive log loss",
+            "raw length AUC",
+            "fit seconds",
+        ],
+        rows=rows,
+    )
+    table.notes.append(
+        f"{n_folds} prompt-grouped folds of the {len(external):,} battles, the same "
+        "profile and fits as the transfer rows (models.transfer.within_set_cv): "
+        "the model learns from this set's own battles only. The gap to the "
+        "transfer row is the part of the set's signal that the corpus does not "
+        "teach."
     )
     return table
 
@@ -504,6 +596,14 @@ def run(ctx: BenchContext) -> Section:
             comparison.command = command
             section.tables.append(comparison)
         section.targets += _targets(frames[BASE_VARIANT], profile)
+        if options.transfer_within_seeds > 0:
+            base = frames[BASE_VARIANT].set_index("source")
+            for name, external in externals.items():
+                table = _within_table(
+                    ctx, profile, name, external, base.loc[name].to_dict()
+                )
+                table.command = command
+                section.tables.append(table)
     section.notes = _notes(options, len(ctx.corpus), externals)
     families = source_families(ctx.corpus["source"])
     tie_free = sorted(

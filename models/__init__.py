@@ -14,6 +14,7 @@ from models.transfer import (
     model_fit_predict,
     source_families,
     transfer_table,
+    within_set_cv,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "source_families",
     "subsample_groups",
     "transfer_table",
+    "within_set_cv",
 ]

@@ -31,11 +31,13 @@ from features.blocks.lengths import LengthsBlock
 from features.errors import BattleFormatError, InvalidParameterError
 from models._inputs import check_labels, check_scores
 from models.baselines import length_features
+from models.folds import make_folds, prompt_groups
 from models.label_shift import adjust_to_prior
 from models.metrics import PROBA_CLIP, multiclass_log_loss
 
 __all__ = [
     "TRANSFER_COLUMNS",
+    "WITHIN_SET_COLUMNS",
     "FitPredict",
     "decisive_auc",
     "decisive_log_loss",
@@ -45,6 +47,7 @@ __all__ = [
     "predict_with_prior",
     "source_families",
     "transfer_table",
+    "within_set_cv",
 ]
 
 TIE = 2
@@ -456,16 +459,22 @@ def _source_row(
     return {column: row[column] for column in TRANSFER_COLUMNS}
 
 
-def _labelled(battles: Any, what: str, *, need_source: bool) -> pd.DataFrame:
+def _labelled(
+    battles: Any, what: str, *, need_source: bool, caller: str = "transfer_table"
+) -> pd.DataFrame:
     table = as_battles(battles)
     missing = [
         c for c in ("label", *(["source"] if need_source else [])) if c not in table
     ]
     if missing:
         raise BattleFormatError(
-            f"transfer_table: {what} has no {' or '.join(map(repr, missing))} "
-            "column. Pass labelled battles (Kaggle targets or 'label') with a "
-            "'source' column naming the set each battle came from."
+            f"{caller}: {what} has no {' or '.join(map(repr, missing))} "
+            "column. Pass labelled battles (Kaggle targets or 'label')"
+            + (
+                " with a 'source' column naming the set each battle came from."
+                if need_source
+                else "."
+            )
         )
     return table
 
@@ -596,3 +605,102 @@ def transfer_table(
                 )
             )
     return pd.DataFrame(rows, columns=list(TRANSFER_COLUMNS))
+
+
+# ---------------------------------------------------------------- ceiling
+WITHIN_SET_COLUMNS: tuple[str, ...] = (
+    "seed",
+    "n",
+    "n_folds",
+    "log_loss",
+    "decisive_auc",
+    "decisive_log_loss",
+    "length_auc",
+    "seconds",
+)
+"""Columns of :func:`within_set_cv`, in order."""
+
+
+def within_set_cv(
+    battles: Any,
+    fit_predict: FitPredict,
+    *,
+    n_folds: int = 5,
+    seeds: Sequence[int] = (0, 1, 2),
+    verbose: bool = False,
+) -> pd.DataFrame:
+    """Cross-validate a model *inside* one labelled set: what its own battles teach.
+
+    The transfer table fits on other sources; this fits on ``n_folds - 1``
+    prompt-grouped folds of the set itself and scores the held-out fold, once
+    per seed of the fold assignment. The gap between the two says how much of
+    the set's signal is its own (learnable only from battles like it) rather
+    than carried over from other sources.
+
+    Parameters
+    ----------
+    battles : DataFrame, list of dict or dict of lists
+        Labelled battles of one set.
+    fit_predict : FitPredict
+        As for :func:`transfer_table`; ``class_prior`` is never passed.
+    n_folds : int, default=5
+        Folds per seed (grouped by prompt, stratified by label).
+    seeds : sequence of int, default=(0, 1, 2)
+        Seeds of the fold assignment; one row each.
+    verbose : bool, default=False
+        A progress bar over the fits.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per seed, columns :data:`WITHIN_SET_COLUMNS`: the out-of-fold
+        3-class log loss, decisive AUC and decisive log loss of the model,
+        and the raw length difference's AUC on the same rows.
+
+    Raises
+    ------
+    BattleFormatError
+        ``battles`` has no labels.
+    InvalidParameterError
+        Too few prompts for ``n_folds`` folds, or no seeds.
+    """
+    table = _labelled(
+        battles, "battles", need_source=False, caller="within_set_cv"
+    ).reset_index(drop=True)
+    if not len(seeds):
+        raise InvalidParameterError("within_set_cv needs at least one seed; got none.")
+    labels = table["label"].to_numpy(dtype=np.int64)
+    groups = prompt_groups(table)
+    length_auc = length_difference_auc(labels, length_difference(table))
+    rows = []
+    progress = tqdm(
+        total=len(seeds) * n_folds,
+        desc="within-set fits",
+        unit="fit",
+        disable=not verbose,
+    )
+    with progress:
+        for seed in seeds:
+            folds = make_folds(labels, groups, n_folds=n_folds, seed=int(seed))
+            proba = np.zeros((len(table), 3))
+            started = time.perf_counter()
+            for fold in range(n_folds):
+                test = folds == fold
+                proba[test] = fit_predict(
+                    table[~test].reset_index(drop=True),
+                    table[test].reset_index(drop=True),
+                )
+                progress.update()
+            rows.append(
+                {
+                    "seed": int(seed),
+                    "n": len(table),
+                    "n_folds": n_folds,
+                    "log_loss": multiclass_log_loss(labels, proba),
+                    "decisive_auc": decisive_auc(labels, proba),
+                    "decisive_log_loss": decisive_log_loss(labels, proba),
+                    "length_auc": length_auc,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(WITHIN_SET_COLUMNS))

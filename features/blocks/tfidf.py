@@ -278,6 +278,13 @@ class TfidfBlock(FeatureBlock):
                 )
             # Stacking the sorted pairs makes the fit identical for swapped battles.
             stacked = sp.vstack([self._vectors(first), self._vectors(second)])
+            if self.svd_components >= stacked.shape[0]:
+                raise InvalidParameterError(
+                    f"The 'svd_components' of TfidfBlock ({self.svd_components}) "
+                    f"must be below the number of answers it is fitted on "
+                    f"({stacked.shape[0]}: two per battle). Fit on more battles "
+                    "or lower it."
+                )
             svd = TruncatedSVD(n_components=self.svd_components, random_state=self.seed)
             svd.fit(stacked)
             self.svd_components_ = svd.components_.astype(np.float32)

@@ -27,7 +27,8 @@ def demo_files(tmp_path):
     corpus["source"] = [
         ("fam-a:x", "fam-a:y", "fam-b", "fam-c")[i % 4] for i in range(len(corpus))
     ]
-    external = make_demo_battles(n_rows=60, seed=6)
+    # Enough decisive battles that a within-set fold fits the profile's SVD.
+    external = make_demo_battles(n_rows=240, seed=6)
     external = external[external["winner_tie"] == 0].assign(source="elsewhere")
     paths = tmp_path / "train.csv", tmp_path / "arena.csv"
     corpus.to_csv(paths[0], index=False)
@@ -89,8 +90,11 @@ def test_transfer_options_reach_bench_options(tmp_path):
     assert options.transfer_external == (tmp_path / "a.csv",)
     assert options.transfer_variants == (("x", ("training.n_folds=3",)),)
     assert _options("--quick").transfer_folds == 2
+    assert _options("--quick").transfer_within_seeds == 1
+    assert _options("--transfer-within-seeds", "0").transfer_within_seeds == 0
     assert _options("--no-transfer-external").transfer_external == ()
     default = _options()
+    assert default.transfer_within_seeds == 3
     assert default.transfer_folds == 3 and default.transfer_external[0].name == (
         "arena.csv"
     )
@@ -99,6 +103,8 @@ def test_transfer_options_reach_bench_options(tmp_path):
 def test_transfer_options_refuse_too_few_folds_and_unknown_profiles():
     with pytest.raises(SystemExit, match="--transfer-folds must be >= 2"):
         _options("--transfer-folds", "1")
+    with pytest.raises(SystemExit, match="--transfer-within-seeds must be >= 0"):
+        _options("--transfer-within-seeds", "-1")
     with pytest.raises(SystemExit, match=r"unknown --transfer-profiles \['nope'\]"):
         _options("--transfer-profiles", "nope")
 
@@ -152,6 +158,11 @@ def test_quick_transfer_section_holds_out_every_family_and_the_external_set(
     rows = [line for line in text.splitlines() if line.startswith("| fam-")]
     assert [row.split(" | ")[0] for row in rows] == ["| fam-a", "| fam-b", "| fam-c"]
     assert "| arena.csv (external) |" in text
+    assert "--transfer-within-seeds 1" in command
+    inside = text.split("### Inside arena.csv: the lite profile fitted on the set's")[1]
+    inside_rows = [line for line in inside.splitlines() if line.startswith("| ")][1:]
+    assert inside_rows[0].startswith("| the corpus, never this set (transfer table)")
+    assert inside_rows[1].startswith("| 1 of 2 folds of this set, fold seed 0")
     for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.MULTILINE):
         widths = {line.count(" | ") for line in block.splitlines() if "---" not in line}
         assert len(widths) == 1, block

@@ -13,12 +13,14 @@ from features.errors import BattleFormatError, InvalidParameterError
 from models import PreferenceModel, decisive_auc, decisive_log_loss
 from models.transfer import (
     TRANSFER_COLUMNS,
+    WITHIN_SET_COLUMNS,
     length_difference,
     length_difference_auc,
     model_fit_predict,
     predict_with_prior,
     source_families,
     transfer_table,
+    within_set_cv,
 )
 from pipelines.make_demo_data import make_demo_battles
 
@@ -301,3 +303,44 @@ def test_transfer_table_fits_a_preference_model_on_training_families_only(demo):
     for key in ("log_loss", "log_loss_own_prior", "decisive_auc", "length_auc"):
         assert math.isfinite(row[key]), key
     assert row["ok"] in (True, False)
+
+
+# --------------------------------------------------------------- within set
+def test_within_set_cv_predicts_every_row_once_per_seed_from_other_folds(demo):
+    calls = []
+
+    def recording(train, test, class_prior=None):
+        assert class_prior is None
+        calls.append((set(train["id"]), list(test["id"])))
+        return _uniform(train, test)
+
+    table = within_set_cv(demo, recording, n_folds=3, seeds=(0, 1))
+    assert list(table.columns) == list(WITHIN_SET_COLUMNS)
+    assert table["seed"].tolist() == [0, 1] and (table["n"] == len(demo)).all()
+    assert len(calls) == 6
+    for seed_calls in (calls[:3], calls[3:]):
+        tested = [i for _, test in seed_calls for i in test]
+        assert sorted(tested) == sorted(demo["id"])  # each row scored once
+        for train, test in seed_calls:
+            assert not train & set(test)  # never scored by a fit that saw it
+    # Fold seeds move the split (same prompts stay together within each seed).
+    assert {frozenset(t) for _, t in calls[:3]} != {frozenset(t) for _, t in calls[3:]}
+
+
+def test_within_set_cv_scores_an_oracle_perfectly_and_a_uniform_model_as_a_coin(demo):
+    oracle = within_set_cv(demo, _oracle, n_folds=2, seeds=(0,)).iloc[0]
+    uniform = within_set_cv(demo, _uniform, n_folds=2, seeds=(0,)).iloc[0]
+    assert oracle["decisive_auc"] == 1.0
+    assert uniform["decisive_auc"] == 0.5
+    assert uniform["decisive_log_loss"] == pytest.approx(math.log(2))
+    assert uniform["log_loss"] == pytest.approx(math.log(3))
+    assert oracle["length_auc"] == uniform["length_auc"]  # the data's, not the model's
+
+
+def test_within_set_cv_rejects_no_seeds_and_unlabelled_battles(demo):
+    with pytest.raises(InvalidParameterError, match="at least one seed"):
+        within_set_cv(demo, _uniform, seeds=())
+    with pytest.raises(
+        BattleFormatError, match="within_set_cv: battles has no 'label'"
+    ):
+        within_set_cv(demo.drop(columns="label"), _uniform)

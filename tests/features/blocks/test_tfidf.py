@@ -343,6 +343,16 @@ def test_tfidf_svd_components_above_term_count_raise(hand_battles):
         block.fit(hand_battles)
 
 
+def test_tfidf_svd_components_not_below_the_answer_count_raise(hand_battles):
+    # Ten battles give twenty answers: SVD cannot find more directions than that.
+    block = _small(svd_components=20)
+    with pytest.raises(
+        InvalidParameterError, match=r"below the number of answers .*\(20: two per"
+    ):
+        block.fit(hand_battles)
+    assert len(_small(svd_components=19).fit(hand_battles).svd_components_) == 19
+
+
 def test_tfidf_min_df_leaving_no_terms_raises(hand_battles):
     with pytest.raises(ValueError, match="found no word n-grams.*Lower 'min_df'"):
         TfidfBlock(min_df=1000, char_max_features=0).fit(hand_battles)
