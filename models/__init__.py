@@ -13,6 +13,7 @@ from models.transfer import (
     decisive_log_loss,
     model_fit_predict,
     source_families,
+    tie_auc,
     transfer_table,
     within_set_cv,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "prompt_groups",
     "source_families",
     "subsample_groups",
+    "tie_auc",
     "transfer_table",
     "within_set_cv",
 ]

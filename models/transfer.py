@@ -46,6 +46,7 @@ __all__ = [
     "model_fit_predict",
     "predict_with_prior",
     "source_families",
+    "tie_auc",
     "transfer_table",
     "within_set_cv",
 ]
@@ -63,6 +64,7 @@ TRANSFER_COLUMNS: tuple[str, ...] = (
     "prior_log_loss",
     "log_loss_own_prior",
     "own_prior_log_loss",
+    "tie_auc",
     "decisive_auc",
     "length_auc",
     "length_lr_auc",
@@ -171,6 +173,40 @@ def decisive_auc(labels: ArrayLike, proba: ArrayLike) -> float:
     """
     a_won, q = _decisive(labels, proba, "decisive_auc")
     return _score_auc(a_won, q)
+
+
+def tie_auc(labels: ArrayLike, proba: ArrayLike) -> float:
+    """ROC AUC of ``P(tie)`` for "tie" against the rows A or B won.
+
+    Whether the model tells which battles are ties, whatever tie share it
+    predicts on average; 0.5 is no better than a constant. NaN without both
+    ties and decisive rows.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (n,)
+        0 = A won, 1 = B won, 2 = tie.
+    proba : array-like of shape (n, 3)
+        Probabilities of A, B, tie.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        Shapes disagree, labels are not 0, 1, 2, or `proba` is not finite.
+
+    Examples
+    --------
+    >>> tie_auc([0, 2, 1, 2], [[.6, .3, .1], [.3, .3, .4], [.2, .5, .3],
+    ...                        [.4, .4, .2]])
+    0.75
+    """
+    scores = check_scores(proba, name="proba", owner="tie_auc", min_columns=3)
+    y = check_labels(labels, n_samples=len(scores), n_classes=3, owner="tie_auc")
+    return _score_auc(y == TIE, scores[:, TIE])
 
 
 def decisive_log_loss(labels: ArrayLike, proba: ArrayLike) -> float:
@@ -430,6 +466,7 @@ def _source_row(
         "prior_log_loss": multiclass_log_loss(y_test, _prior_proba(prior, len(test))),
         "log_loss_own_prior": float("nan"),
         "own_prior_log_loss": float("nan"),
+        "tie_auc": tie_auc(y_test, proba),
     }
     # A source's own prior is given only when it has ties (and both winners):
     # a zero share cannot be shifted to, and a tie-free source is judged by
@@ -521,7 +558,8 @@ def transfer_table(
           of the training rows' class prior;
         - ``log_loss_own_prior``: of the model given the held-out source's
           own class prior (``class_prior=``), and ``own_prior_log_loss``: of
-          that prior alone; NaN for a source without ties;
+          that prior alone; NaN for a source without ties; ``tie_auc``: how
+          well P(tie) ranks the ties (:func:`tie_auc`; NaN without ties);
         - ``decisive_auc`` and ``decisive_log_loss`` of the model;
           ``length_auc``: of the raw token-count difference;
           ``length_lr_auc`` and ``length_lr_decisive_log_loss``: of a

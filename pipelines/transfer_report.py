@@ -65,6 +65,7 @@ TRANSFER_COLUMNS: dict[str, str] = {
     "prior_log_loss": "training prior",
     "log_loss_own_prior": "with own prior",
     "own_prior_log_loss": "own prior",
+    "tie_auc": "tie AUC",
     "decisive_auc": "decisive AUC",
     "length_auc": "raw length AUC",
     "length_lr_auc": "length LR AUC",

@@ -19,6 +19,7 @@ from models.transfer import (
     model_fit_predict,
     predict_with_prior,
     source_families,
+    tie_auc,
     transfer_table,
     within_set_cv,
 )
@@ -252,6 +253,26 @@ def test_transfer_table_judges_a_tie_free_source_by_its_decisive_rows(demo):
     assert table.loc["alpha", "ok"] is True
     assert table.loc["beta", "ok"] is None
     assert "not judged" in table.loc["beta", "missed"]
+
+
+def test_tie_auc_ranks_p_tie_of_ties_against_decisive_rows():
+    labels = [0, 2, 1, 2]
+    assert (
+        tie_auc(
+            labels, [[0.6, 0.3, 0.1], [0.3, 0.3, 0.4], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]]
+        )
+        == 0.75
+    )
+    flat = np.full((4, 3), 1 / 3)
+    assert tie_auc(labels, flat) == 0.5  # a constant tie share tells nothing
+    assert math.isnan(tie_auc([0, 1, 0], flat[:3]))  # no ties: nothing to rank
+
+
+def test_transfer_table_reports_how_well_the_ties_are_ranked(demo):
+    table = transfer_table(demo, _oracle).set_index("source")
+    assert (table["tie_auc"] == 1.0).all()  # the oracle puts its mass on each tie
+    decisive = demo[demo["label"] != 2]
+    assert transfer_table(decisive, _oracle)["tie_auc"].isna().all()
 
 
 def test_transfer_table_holds_out_only_the_families_asked_for(demo):
