@@ -180,26 +180,8 @@ def tie_auc(labels: ArrayLike, proba: ArrayLike) -> float:
 
     Whether the model tells which battles are ties, whatever tie share it
     predicts on average; 0.5 is no better than a constant. NaN without both
-    ties and decisive rows.
+    ties and decisive rows. Arguments and errors as :func:`decisive_log_loss`.
 
-    Parameters
-    ----------
-    labels : array-like of int, shape (n,)
-        0 = A won, 1 = B won, 2 = tie.
-    proba : array-like of shape (n, 3)
-        Probabilities of A, B, tie.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Shapes disagree, labels are not 0, 1, 2, or `proba` is not finite.
-
-    Examples
-    --------
     >>> tie_auc([0, 2, 1, 2], [[.6, .3, .1], [.3, .3, .4], [.2, .5, .3],
     ...                        [.4, .4, .2]])
     0.75
