@@ -16,6 +16,7 @@ __all__ = [
     "adjust_to_prior",
     "estimate_prior_em",
     "estimate_tie_share",
+    "constant_tie_share",
     "tie_confusion",
     "tie_only_prior",
 ]
@@ -125,6 +126,26 @@ def tie_only_prior(train_prior: ArrayLike, tie_share: float) -> NDArray[np.float
 
 
 _MIN_SHARE = 1e-4  # a prior of exactly 0 or 1 would make every shift degenerate
+
+
+def constant_tie_share(proba: ArrayLike, tie_share: float) -> NDArray[np.float64]:
+    """Every row's P(tie) set to ``tie_share``, its P(A) / (P(A) + P(B)) kept.
+
+    The share is kept inside ``[1e-4, 1 - 1e-4]`` so that a later shift to
+    another prior still has something to move.
+
+    >>> constant_tie_share([[0.6, 0.2, 0.2], [0.1, 0.1, 0.8]], 0.5).round(4).tolist()
+    [[0.375, 0.125, 0.5], [0.25, 0.25, 0.5]]
+    """
+    scores = np.asarray(proba, dtype=np.float64)
+    tie = min(max(float(tie_share), _MIN_SHARE), 1 - _MIN_SHARE)
+    decisive = scores[:, 0] + scores[:, 1]
+    a_share = np.divide(
+        scores[:, 0], decisive, out=np.full(len(scores), 0.5), where=decisive > 0
+    )
+    return np.column_stack(
+        [a_share * (1 - tie), (1 - a_share) * (1 - tie), np.full(len(scores), tie)]
+    )
 
 
 def tie_confusion(

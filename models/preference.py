@@ -46,6 +46,7 @@ from models.gbdt import (
 )
 from models.label_shift import (
     adjust_to_prior,
+    constant_tie_share,
     estimate_prior_em,
     estimate_tie_share,
     tie_confusion,
@@ -56,11 +57,16 @@ from models.rules import apply_degenerate_rules
 from models.sources import row_weights, training_folds
 from models.stacking import STACK_METHODS, BoosterStacker
 
-__all__ = ["PreferenceModel", "DEFAULT_BLOCKS"]
+__all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {"lengths": {}, "flags": {}}
+
+TIE_HEADS: tuple[str, ...] = ("model", "constant")
+"""Values of ``tie_head``: where P(tie) comes from."""
+
+_TIE = 2  # column of the tie class in CLASSES
 
 
 def _mirror(proba: NDArray) -> NDArray:
@@ -140,6 +146,17 @@ class PreferenceModel(BaseEstimator):
         sign-constrained model of length, markdown style, refusals and empty
         answers) so the trees learn only what it misses; used identically in
         fit and predict.
+    tie_head : {"model", "constant"}, default="model"
+        Where P(tie) comes from; P(A) / (P(A) + P(B)) is the same either way:
+
+        - "model": the boosters, stacker and temperature, as for A and B;
+        - "constant": the training tie share for every battle. On a source
+          the model never saw, the boosters' ranking of ties has not carried
+          over (tie AUC under 0.5 on each held-out corpus source with ties,
+          BENCHMARKS.md), so a constant share scores better there; inside
+          the training sources it scores worse (it forgets which sources
+          tie). ``class_prior``, ``tie_rate`` and :meth:`fit_prior` with
+          ``method="em"`` still move it.
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -209,6 +226,7 @@ class PreferenceModel(BaseEstimator):
             None,
         ],
         "anchor": [bool],
+        "tie_head": [Options(TIE_HEADS)],
         "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
         "engine": [Options(ENGINES)],
         "scheduler": [Predicate(is_scheduler, SCHEDULER_FORMS), None],
@@ -233,6 +251,7 @@ class PreferenceModel(BaseEstimator):
         group_by: str = "prompt",
         source_weights: str | dict[str, float] | None = None,
         anchor: bool = False,
+        tie_head: str = "model",
         n_jobs: int | None = None,
         engine: str = "local",
         scheduler: str | None = None,
@@ -253,6 +272,7 @@ class PreferenceModel(BaseEstimator):
         self.group_by = group_by
         self.source_weights = source_weights
         self.anchor = anchor
+        self.tie_head = tie_head
         self.n_jobs = n_jobs
         self.engine = engine
         self.scheduler = scheduler
@@ -454,13 +474,16 @@ class PreferenceModel(BaseEstimator):
         return self.scaler_.predict_proba(clipped_log(stacked))
 
     def _head(self, booster_proba: list[NDArray]) -> NDArray:
-        """Stack, then calibrate; both steps keep the A/B symmetry exact."""
+        """Stack, calibrate, then the tie head; each step keeps the A/B symmetry."""
         stacked = self._stacked(booster_proba)
         proba = self._calibrated(stacked)
         if self.swap_average and self.per_class_bias:
             # A per-class bias may treat A and B differently: mirror once more.
             proba = (proba + _mirror(self._calibrated(_mirror(stacked)))) / 2
-        return proba / proba.sum(axis=1, keepdims=True)
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        if self.tie_head == "constant":
+            proba = constant_tie_share(proba, float(self.train_prior_[_TIE]))
+        return proba
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -584,6 +607,13 @@ class PreferenceModel(BaseEstimator):
                 proba, self.train_prior_, prior_strength=prior_strength
             )
             return self
+        if self.tie_head == "constant":
+            raise InvalidParameterError(
+                "fit_prior(method='bbse') learns the tie share from how the "
+                "model's P(tie) behaved, and tie_head='constant' predicts one "
+                "share for every battle. Give tie_rate= or class_prior= to "
+                "predict_proba, or use fit_prior(..., method='em')."
+            )
         if getattr(self, "tie_confusion_", None) is None:
             raise InvalidParameterError(
                 "this model was saved without its out-of-fold tie confusion; refit "

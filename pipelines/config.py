@@ -73,6 +73,7 @@ class TrainingConfig:
     group_by: str = "prompt"
     source_weights: str | dict[str, float] | None = None
     anchor: bool = False
+    tie_head: str = "model"
     engine: str = "local"
     scheduler: str | None = None
     compare_swap_augment: bool = True

@@ -61,6 +61,7 @@ _MODEL_KEYS: dict[str, str] = {
     "group_by": "training.group_by",
     "source_weights": "training.source_weights",
     "anchor": "training.anchor",
+    "tie_head": "training.tie_head",
     "engine": "training.engine",
     "scheduler": "training.scheduler",
 }
