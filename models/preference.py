@@ -54,7 +54,7 @@ from models.label_shift import (
 )
 from models.metrics import clipped_log, multiclass_log_loss
 from models.rules import apply_degenerate_rules
-from models.sources import row_weights, training_folds
+from models.sources import folds_hold_out_sources, row_weights, training_folds
 from models.stacking import STACK_METHODS, BoosterStacker
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {"lengths": {}, "flags": {}}
 
-TIE_HEADS: tuple[str, ...] = ("model", "constant")
+TIE_HEADS: tuple[str, ...] = ("model", "constant", "auto")
 """Values of ``tie_head``: where P(tie) comes from."""
 
 _TIE = 2  # column of the tie class in CLASSES
@@ -146,7 +146,7 @@ class PreferenceModel(BaseEstimator):
         sign-constrained model of length, markdown style, refusals and empty
         answers) so the trees learn only what it misses; used identically in
         fit and predict.
-    tie_head : {"model", "constant"}, default="model"
+    tie_head : {"model", "constant", "auto"}, default="model"
         Where P(tie) comes from; P(A) / (P(A) + P(B)) is the same either way:
 
         - "model": the boosters, stacker and temperature, as for A and B;
@@ -156,7 +156,10 @@ class PreferenceModel(BaseEstimator):
           BENCHMARKS.md), so a constant share scores better there; inside
           the training sources it scores worse (it forgets which sources
           tie). ``class_prior``, ``tie_rate`` and :meth:`fit_prior` with
-          ``method="em"`` still move it.
+          ``method="em"`` still move it;
+        - "auto": "constant" when the folds keep every source family whole
+          (``group_by`` "source", or "auto" on 2+ families: a model meant for
+          new sources), else "model" (one source, or prompt-grouped folds).
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -190,6 +193,8 @@ class PreferenceModel(BaseEstimator):
         Class shares in the training labels.
     target_prior_ : ndarray of shape (3,) or None
         Prior set by :meth:`fit_prior`; predictions are shifted to it.
+    tie_head_ : {"model", "constant"}
+        The tie head in use (``tie_head`` with "auto" resolved).
     oof_proba_ : ndarray of shape (n, 3)
         Out-of-fold probabilities of the whole pipeline.
     metrics_ : dict
@@ -343,6 +348,10 @@ class PreferenceModel(BaseEstimator):
                 weight=weight,
             )
         self.folds_ = np.asarray(folds, dtype=np.int64)
+        self.tie_head_ = self.tie_head
+        if self.tie_head == "auto":
+            whole = folds_hold_out_sources(table, self.folds_, weight)
+            self.tie_head_ = "constant" if whole else "model"
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
         self.anchor_ = None
@@ -481,7 +490,7 @@ class PreferenceModel(BaseEstimator):
             # A per-class bias may treat A and B differently: mirror once more.
             proba = (proba + _mirror(self._calibrated(_mirror(stacked)))) / 2
         proba = proba / proba.sum(axis=1, keepdims=True)
-        if self.tie_head == "constant":
+        if self.tie_head_ == "constant":
             proba = constant_tie_share(proba, float(self.train_prior_[_TIE]))
         return proba
 
@@ -607,7 +616,7 @@ class PreferenceModel(BaseEstimator):
                 proba, self.train_prior_, prior_strength=prior_strength
             )
             return self
-        if self.tie_head == "constant":
+        if self.tie_head_ == "constant":
             raise InvalidParameterError(
                 "fit_prior(method='bbse') learns the tie share from how the "
                 "model's P(tie) behaved, and tie_head='constant' predicts one "
@@ -708,6 +717,7 @@ class PreferenceModel(BaseEstimator):
             "metrics": self.metrics_,
             "use_rules": self.use_rules_,
             "anchor": None if self.anchor_ is None else self.anchor_.to_dict(),
+            "tie_head": self.tie_head_,
             "tie_confusion": np.asarray(self.tie_confusion_).tolist(),
         }
         return write_model_dir(directory, fill, meta)
@@ -747,6 +757,8 @@ class PreferenceModel(BaseEstimator):
             model.use_rules_ = bool(meta["use_rules"])
             anchor = meta.get("anchor")
             model.anchor_ = None if anchor is None else StyleAnchor.from_dict(anchor)
+            # Saved before tie_head existed: P(tie) came from the boosters.
+            model.tie_head_ = meta.get("tie_head", "model")
             confusion = meta.get("tie_confusion")
             model.tie_confusion_ = None if confusion is None else np.asarray(confusion)
             model.classes_ = np.asarray(meta["classes"])

@@ -20,6 +20,7 @@ from models.transfer import source_families
 
 __all__ = [
     "battle_families",
+    "folds_hold_out_sources",
     "resolve_group_by",
     "row_weights",
     "source_folds",
@@ -124,6 +125,37 @@ def resolve_group_by(
     if weight is not None:
         families = families[weight > 0]
     return "source" if len(set(families)) >= 2 else "prompt"
+
+
+def folds_hold_out_sources(
+    battles: pd.DataFrame,
+    folds: NDArray[np.int64],
+    weight: NDArray[np.float64] | None = None,
+) -> bool:
+    """Whether ``folds`` keep every source family whole (2+ families, weight > 0).
+
+    Then each out-of-fold prediction is one for a source the fold's model
+    never saw. Zero-weight families are spread over the folds by
+    :func:`source_folds` and do not count.
+
+    >>> import numpy as np, pandas as pd
+    >>> battles = pd.DataFrame({"source": ["x:1", "x:2", "y", "y"]})
+    >>> folds_hold_out_sources(battles, np.array([0, 0, 1, 1]))
+    True
+    >>> folds_hold_out_sources(battles, np.array([0, 1, 0, 1]))
+    False
+    """
+    if "source" not in battles.columns:
+        return False
+    families = source_families(battles["source"]).astype(str)
+    folds = np.asarray(folds)
+    if weight is not None:
+        totals = pd.Series(weight).groupby(families).sum()
+        counted = np.isin(families, totals.index[totals > 0])
+        families, folds = families[counted], folds[counted]
+    if len(set(families)) < 2:
+        return False
+    return bool((pd.Series(folds).groupby(families).nunique() == 1).all())
 
 
 def training_folds(

@@ -114,7 +114,7 @@ def test_an_unknown_tie_head_is_a_clear_error(battles):
 def test_the_profile_key_reaches_the_model():
     config = load_config(LITE, ["training.tie_head=constant"])
     assert model_from_config(config).tie_head == "constant"
-    assert model_from_config(load_config(LITE)).tie_head == ("model")
+    assert model_from_config(load_config(LITE)).tie_head == "auto"
 
 
 def test_constant_tie_share_keeps_the_a_share_and_a_movable_tie():
@@ -122,3 +122,52 @@ def test_constant_tie_share_keeps_the_a_share_and_a_movable_tie():
     np.testing.assert_allclose(proba[:, 2], 1e-4)  # never exactly 0: shifts still work
     np.testing.assert_allclose(_a_share(proba), [0.75, 0.5])  # no decisive mass: 50/50
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.fixture(scope="module")
+def sourced(battles):
+    return battles.assign(
+        source=[("alpha:x", "beta", "gamma")[i % 3] for i in range(len(battles))]
+    )
+
+
+@pytest.mark.parametrize(
+    ("group_by", "with_source", "resolved"),
+    [
+        ("auto", True, "constant"),  # 2+ families: folds hold out whole sources
+        ("source", True, "constant"),
+        ("prompt", True, "model"),  # in-source folds: the boosters' ties are scored
+        ("auto", False, "model"),  # one source (a Kaggle train.csv)
+    ],
+)
+def test_auto_tie_head_is_constant_only_when_folds_hold_out_whole_sources(
+    battles, sourced, group_by, with_source, resolved
+):
+    model = PreferenceModel(
+        blocks={"lengths": {}},
+        booster_params=FAST,
+        n_folds=3,
+        group_by=group_by,
+        tie_head="auto",
+    ).fit(sourced if with_source else battles.drop(columns="source"))
+    assert model.tie_head == "auto" and model.tie_head_ == resolved
+    ties = model.oof_proba_[:, 2]
+    assert (np.ptp(ties) < 1e-12) == (resolved == "constant")
+
+
+def test_auto_tie_head_follows_folds_given_to_fit(sourced):
+    model = PreferenceModel(
+        blocks={"lengths": {}}, booster_params=FAST, n_folds=3, tie_head="auto"
+    )
+    mixed = (np.arange(len(sourced)) // 3) % 3  # every fold holds all three sources
+    assert model.fit(sourced, folds=mixed).tie_head_ == "model"
+    whole = np.arange(len(sourced)) % 3  # one source per fold
+    assert model.fit(sourced, folds=whole).tie_head_ == "constant"
+
+
+def test_the_saved_model_records_the_tie_head_it_used(both, tmp_path):
+    import json
+
+    for head, model in both.items():
+        directory = model.save(tmp_path / head)
+        assert json.loads((directory / "model.json").read_text())["tie_head"] == head
