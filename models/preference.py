@@ -157,11 +157,9 @@ class PreferenceModel(BaseEstimator):
           the training sources it scores worse (it forgets which sources
           tie). ``class_prior``, ``tie_rate`` and :meth:`fit_prior` with
           ``method="em"`` still move it;
-        - "auto": when the folds keep every source family whole (``group_by``
-          "source", or "auto" on 2+ families: a model meant for new sources),
-          whichever of the two gives the lower (weighted) out-of-fold log
-          loss, those predictions being for sources each fold never saw;
-          otherwise (one source, or prompt-grouped folds) "model".
+        - "auto": "constant" when the folds keep every source family whole
+          (``group_by`` "source", or "auto" on 2+ families: a model meant for
+          new sources), else "model" (one source, or prompt-grouped folds).
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -350,11 +348,10 @@ class PreferenceModel(BaseEstimator):
                 weight=weight,
             )
         self.folds_ = np.asarray(folds, dtype=np.int64)
-        # "auto" starts from the boosters' P(tie); _fit_head may switch it.
-        self.tie_head_ = "constant" if self.tie_head == "constant" else "model"
-        choose_tie_head = self.tie_head == "auto" and folds_hold_out_sources(
-            table, self.folds_, weight
-        )
+        self.tie_head_ = self.tie_head
+        if self.tie_head == "auto":
+            whole = folds_hold_out_sources(table, self.folds_, weight)
+            self.tie_head_ = "constant" if whole else "model"
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
         self.anchor_ = None
@@ -384,7 +381,7 @@ class PreferenceModel(BaseEstimator):
                 )
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
-        self._fit_head(booster_oof, labels, weight, choose_tie_head=choose_tie_head)
+        self._fit_head(booster_oof, labels, weight)
         self.tie_confusion_ = tie_confusion(self.oof_proba_, labels, weight)
         self._choose_rules(table, labels)
         self.classes_ = np.asarray(CLASSES)
@@ -427,12 +424,7 @@ class PreferenceModel(BaseEstimator):
         return (result.oof + _mirror(swapped)) / 2
 
     def _fit_head(
-        self,
-        booster_oof: list[NDArray],
-        labels: NDArray,
-        weight: NDArray | None,
-        *,
-        choose_tie_head: bool = False,
+        self, booster_oof: list[NDArray], labels: NDArray, weight: NDArray | None
     ) -> None:
         self.stacker_ = BoosterStacker(method=self.stack_method).fit(
             booster_oof, labels, sample_weight=weight
@@ -443,22 +435,6 @@ class PreferenceModel(BaseEstimator):
             self.scaler_ = TemperatureScaler(per_class_bias=self.per_class_bias)
             self.scaler_.fit(clipped_log(stacked), labels, sample_weight=weight)
         self.oof_proba_ = self._head(booster_oof)
-        tie_head_scores = None
-        if choose_tie_head:
-            # Folds that hold out whole sources: the out-of-fold predictions are
-            # for unseen sources, so they say which tie head carries over.
-            constant = constant_tie_share(
-                self.oof_proba_, float(self.train_prior_[_TIE])
-            )
-            tie_head_scores = {
-                "model": multiclass_log_loss(
-                    labels, self.oof_proba_, sample_weight=weight
-                ),
-                "constant": multiclass_log_loss(labels, constant, sample_weight=weight),
-            }
-            if tie_head_scores["constant"] < tie_head_scores["model"]:
-                self.tie_head_ = "constant"
-                self.oof_proba_ = constant
         self.metrics_ = {
             "n_rows": int(len(labels)),
             "class_prior": multiclass_log_loss(
@@ -471,8 +447,6 @@ class PreferenceModel(BaseEstimator):
             "stacked": multiclass_log_loss(labels, stacked),
             "stack_method": self.stacker_.method_,
             "temperature": None if self.scaler_ is None else self.scaler_.temperature_,
-            "tie_head": self.tie_head_,
-            "tie_head_oof_log_loss": tie_head_scores,
             "oof_log_loss": multiclass_log_loss(labels, self.oof_proba_),
             "oof_accuracy": float(np.mean(self.oof_proba_.argmax(axis=1) == labels)),
         }

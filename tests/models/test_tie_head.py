@@ -131,45 +131,38 @@ def sourced(battles):
     )
 
 
-def _auto(**params) -> PreferenceModel:
-    return PreferenceModel(
+@pytest.mark.parametrize(
+    ("group_by", "with_source", "resolved"),
+    [
+        ("auto", True, "constant"),  # 2+ families: folds hold out whole sources
+        ("source", True, "constant"),
+        ("prompt", True, "model"),  # in-source folds: the boosters' ties are scored
+        ("auto", False, "model"),  # one source (a Kaggle train.csv)
+    ],
+)
+def test_auto_tie_head_is_constant_only_when_folds_hold_out_whole_sources(
+    battles, sourced, group_by, with_source, resolved
+):
+    model = PreferenceModel(
         blocks={"lengths": {}},
         booster_params=FAST,
         n_folds=3,
+        group_by=group_by,
         tie_head="auto",
-        **params,
+    ).fit(sourced if with_source else battles.drop(columns="source"))
+    assert model.tie_head == "auto" and model.tie_head_ == resolved
+    ties = model.oof_proba_[:, 2]
+    assert (np.ptp(ties) < 1e-12) == (resolved == "constant")
+
+
+def test_auto_tie_head_follows_folds_given_to_fit(sourced):
+    model = PreferenceModel(
+        blocks={"lengths": {}}, booster_params=FAST, n_folds=3, tie_head="auto"
     )
-
-
-@pytest.mark.parametrize("group_by", ["auto", "source"])
-def test_auto_tie_head_keeps_the_head_that_scores_better_on_unseen_sources(
-    sourced, group_by
-):
-    model = _auto(group_by=group_by).fit(sourced)
-    scores = model.metrics_["tie_head_oof_log_loss"]
-    assert model.tie_head_ == min(scores, key=scores.get)
-    assert (np.ptp(model.oof_proba_[:, 2]) < 1e-12) == (model.tie_head_ == "constant")
-    # The demo's planted ties (identical answers, close lengths) follow one rule
-    # in every source, so the boosters' P(tie) carries over and is kept.
-    assert model.tie_head_ == "model" and scores["model"] < scores["constant"]
-
-
-@pytest.mark.parametrize("group_by", ["prompt", "auto"])
-def test_auto_tie_head_is_the_boosters_unless_folds_hold_out_whole_sources(
-    battles, sourced, group_by
-):
-    # Prompt-grouped folds, or one source (a Kaggle train.csv): nothing to compare.
-    data = sourced if group_by == "prompt" else battles.drop(columns="source")
-    model = _auto(group_by=group_by).fit(data)
-    assert model.tie_head_ == "model"
-    assert model.metrics_["tie_head_oof_log_loss"] is None
-
-
-def test_auto_tie_head_compares_heads_for_folds_given_to_fit(sourced):
     mixed = (np.arange(len(sourced)) // 3) % 3  # every fold holds all three sources
-    assert _auto().fit(sourced, folds=mixed).metrics_["tie_head_oof_log_loss"] is None
+    assert model.fit(sourced, folds=mixed).tie_head_ == "model"
     whole = np.arange(len(sourced)) % 3  # one source per fold
-    assert _auto().fit(sourced, folds=whole).metrics_["tie_head_oof_log_loss"]
+    assert model.fit(sourced, folds=whole).tie_head_ == "constant"
 
 
 def test_the_saved_model_records_the_tie_head_it_used(both, tmp_path):
