@@ -155,8 +155,8 @@ class PreferenceModel(BaseEstimator):
           over (tie AUC under 0.5 on each held-out corpus source with ties,
           BENCHMARKS.md), so a constant share scores better there; inside
           the training sources it scores worse (it forgets which sources
-          tie). ``class_prior``, ``tie_rate`` and :meth:`fit_prior` with
-          ``method="em"`` still move it;
+          tie). ``class_prior``, ``tie_rate`` and :meth:`fit_prior` still
+          move it (black-box shift estimation reads the boosters' P(tie));
         - "auto": "constant" when the folds keep every source family whole
           (``group_by`` "source", or "auto" on 2+ families: a model meant for
           new sources), else "model" (one source, or prompt-grouped folds).
@@ -382,7 +382,11 @@ class PreferenceModel(BaseEstimator):
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
         self._fit_head(booster_oof, labels, weight)
-        self.tie_confusion_ = tie_confusion(self.oof_proba_, labels, weight)
+        # Black-box shift estimation reads how the boosters' P(tie) behaved,
+        # which a constant tie head keeps (it only replaces what is returned).
+        self.tie_confusion_ = tie_confusion(
+            self._head(booster_oof, boosters_tie=True), labels, weight
+        )
         self._choose_rules(table, labels)
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
@@ -482,7 +486,9 @@ class PreferenceModel(BaseEstimator):
             return stacked
         return self.scaler_.predict_proba(clipped_log(stacked))
 
-    def _head(self, booster_proba: list[NDArray]) -> NDArray:
+    def _head(
+        self, booster_proba: list[NDArray], *, boosters_tie: bool = False
+    ) -> NDArray:
         """Stack, calibrate, then the tie head; each step keeps the A/B symmetry."""
         stacked = self._stacked(booster_proba)
         proba = self._calibrated(stacked)
@@ -490,7 +496,7 @@ class PreferenceModel(BaseEstimator):
             # A per-class bias may treat A and B differently: mirror once more.
             proba = (proba + _mirror(self._calibrated(_mirror(stacked)))) / 2
         proba = proba / proba.sum(axis=1, keepdims=True)
-        if self.tie_head_ == "constant":
+        if self.tie_head_ == "constant" and not boosters_tie:
             proba = constant_tie_share(proba, float(self.train_prior_[_TIE]))
         return proba
 
@@ -616,18 +622,15 @@ class PreferenceModel(BaseEstimator):
                 proba, self.train_prior_, prior_strength=prior_strength
             )
             return self
-        if self.tie_head_ == "constant":
-            raise InvalidParameterError(
-                "fit_prior(method='bbse') learns the tie share from how the "
-                "model's P(tie) behaved, and tie_head='constant' predicts one "
-                "share for every battle. Give tie_rate= or class_prior= to "
-                "predict_proba, or use fit_prior(..., method='em')."
-            )
         if getattr(self, "tie_confusion_", None) is None:
             raise InvalidParameterError(
                 "this model was saved without its out-of-fold tie confusion; refit "
                 "it, or use fit_prior(..., method='em')."
             )
+        if self.tie_head_ == "constant":
+            table = self._prepare(battles)
+            features = self.pipeline_.transform(table)
+            proba = self._head(self._booster_proba(features.values), boosters_tie=True)
         tie_share = estimate_tie_share(self.tie_confusion_, proba)
         self.target_prior_ = tie_only_prior(self.train_prior_, tie_share)
         return self

@@ -87,13 +87,25 @@ def test_class_prior_and_tie_rate_still_move_a_constant_tie_share(both, battles)
     assert shifted.mean() > model.train_prior_[2]
 
 
-def test_fit_prior_by_bbse_refuses_a_constant_tie_head_and_em_still_runs(both, battles):
+def test_fit_prior_moves_a_constant_tie_share_by_the_boosters_behaviour(both, battles):
     model = both["constant"]
-    with pytest.raises(InvalidParameterError, match="tie_head='constant' predicts"):
-        model.fit_prior(battles.iloc[:50])
-    model.fit_prior(battles.iloc[:50], method="em")
-    assert model.target_prior_.shape == (3,)
-    model.target_prior_ = None  # the module's fixture is shared
+    decisive = battles[battles["label"] != 2].iloc[:80]
+    try:
+        model.fit_prior(decisive)  # bbse moves the tie share alone
+        ties = model.predict_proba(decisive)[:, 2]
+        assert np.ptp(ties) < 1e-12  # still one share for every battle
+        assert ties[0] < model.train_prior_[2]  # a tie-free set: fewer ties
+        model.fit_prior(decisive, method="em")  # all three shares; it runs
+        assert model.target_prior_.shape == (3,)
+    finally:
+        model.target_prior_ = None  # the module's fixture is shared
+    # The estimate reads the boosters' P(tie), so both heads estimate alike.
+    both["model"].fit_prior(decisive)
+    try:
+        model.fit_prior(decisive)
+        np.testing.assert_allclose(model.target_prior_, both["model"].target_prior_)
+    finally:
+        model.target_prior_ = both["model"].target_prior_ = None
 
 
 def test_a_saved_constant_tie_head_loads_as_it_was(both, battles, tmp_path):
