@@ -56,6 +56,7 @@ from models.metrics import clipped_log, multiclass_log_loss
 from models.rules import apply_degenerate_rules
 from models.sources import folds_hold_out_sources, row_weights, training_folds
 from models.stacking import STACK_METHODS, BoosterStacker
+from models.transfer import TIE
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -65,8 +66,6 @@ DEFAULT_BLOCKS: dict[str, dict[str, Any]] = {"lengths": {}, "flags": {}}
 
 TIE_HEADS: tuple[str, ...] = ("model", "constant", "auto")
 """Values of ``tie_head``: where P(tie) comes from."""
-
-_TIE = 2  # column of the tie class in CLASSES
 
 
 def _mirror(proba: NDArray) -> NDArray:
@@ -384,9 +383,12 @@ class PreferenceModel(BaseEstimator):
         self._fit_head(booster_oof, labels, weight)
         # Black-box shift estimation reads how the boosters' P(tie) behaved,
         # which a constant tie head keeps (it only replaces what is returned).
-        self.tie_confusion_ = tie_confusion(
-            self._head(booster_oof, boosters_tie=True), labels, weight
+        boosters_oof = (
+            self.oof_proba_
+            if self.tie_head_ == "model"
+            else self._head(booster_oof, boosters_tie=True)
         )
+        self.tie_confusion_ = tie_confusion(boosters_oof, labels, weight)
         self._choose_rules(table, labels)
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
@@ -497,7 +499,7 @@ class PreferenceModel(BaseEstimator):
             proba = (proba + _mirror(self._calibrated(_mirror(stacked)))) / 2
         proba = proba / proba.sum(axis=1, keepdims=True)
         if self.tie_head_ == "constant" and not boosters_tie:
-            proba = constant_tie_share(proba, float(self.train_prior_[_TIE]))
+            proba = constant_tie_share(proba, float(self.train_prior_[TIE]))
         return proba
 
     # -------------------------------------------------------------- predict
@@ -558,13 +560,9 @@ class PreferenceModel(BaseEstimator):
                 "predict_proba takes class_prior or tie_rate, not both: tie_rate "
                 "moves only the tie share, class_prior all three."
             )
-        self._check_fitted()
-        table = self._prepare(battles)
+        table, proba = self._unshifted_proba(battles)
         if table.empty:
-            return np.empty((0, len(CLASSES)))
-        self.pipeline_.n_jobs = self.n_jobs  # the model's setting, after fit or load
-        features = self.pipeline_.transform(table)
-        proba = self._head(self._booster_proba(features.values))
+            return proba
         prior = class_prior if class_prior is not None else self.target_prior_
         if tie_rate is not None:
             prior = tie_only_prior(self.train_prior_, tie_rate)
@@ -573,6 +571,21 @@ class PreferenceModel(BaseEstimator):
         if self.use_rules_:
             proba = apply_degenerate_rules(table, proba)
         return proba
+
+    def _unshifted_proba(
+        self, battles: Any, *, boosters_tie: bool = False
+    ) -> tuple[pd.DataFrame, NDArray]:
+        """The canonical table and its head output, before any prior or rule."""
+        self._check_fitted()
+        table = self._prepare(battles)
+        if table.empty:
+            return table, np.empty((0, len(CLASSES)))
+        self.pipeline_.n_jobs = self.n_jobs  # the model's setting, after fit or load
+        features = self.pipeline_.transform(table)
+        proba = self._head(
+            self._booster_proba(features.values), boosters_tie=boosters_tie
+        )
+        return table, proba
 
     def predict(self, battles: Any) -> NDArray:
         """Most probable class name per battle."""
@@ -616,10 +629,11 @@ class PreferenceModel(BaseEstimator):
                 f"Got {method!r}."
             )
         self.target_prior_ = None
-        proba = self.predict_proba(battles)
         if method == "em":
             self.target_prior_ = estimate_prior_em(
-                proba, self.train_prior_, prior_strength=prior_strength
+                self.predict_proba(battles),
+                self.train_prior_,
+                prior_strength=prior_strength,
             )
             return self
         if getattr(self, "tie_confusion_", None) is None:
@@ -627,10 +641,10 @@ class PreferenceModel(BaseEstimator):
                 "this model was saved without its out-of-fold tie confusion; refit "
                 "it, or use fit_prior(..., method='em')."
             )
-        if self.tie_head_ == "constant":
-            table = self._prepare(battles)
-            features = self.pipeline_.transform(table)
-            proba = self._head(self._booster_proba(features.values), boosters_tie=True)
+        # The boosters' P(tie), as the tie confusion was measured on.
+        table, proba = self._unshifted_proba(battles, boosters_tie=True)
+        if self.use_rules_:
+            proba = apply_degenerate_rules(table, proba)
         tie_share = estimate_tie_share(self.tie_confusion_, proba)
         self.target_prior_ = tie_only_prior(self.train_prior_, tie_share)
         return self
