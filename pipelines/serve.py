@@ -126,9 +126,9 @@ def _parser() -> argparse.ArgumentParser:
         "--batch-wait-ms",
         type=_milliseconds,
         default=10.0,
-        help="longest wait of a request for others to share its model call; it "
-        "ends once as many requests are in as the previous call served (at once "
-        "when idle)",
+        help="longest wait of a model call for more requests once it starts "
+        "collecting; it ends once every client of the previous call is back (at "
+        "once when idle)",
     )
     add(
         "--n-jobs",

@@ -971,6 +971,53 @@ def test_micro_batcher_window_ends_once_the_last_calls_requests_are_back(
     assert calls == [4, 4]
 
 
+def test_micro_batcher_regroups_clients_that_queued_during_a_call(demo_frame):
+    """Clients that queue during a call wait for those it answers: one call, not two.
+
+    Two clients are in a slow call while two more queue; when it ends, the two
+    answered clients send again at once. Going with the two queued requests
+    alone would split the four clients into groups of two taking turns on the
+    model for good.
+    """
+    calls: list[int] = []
+
+    def slow_uniform(battles, prior):
+        time.sleep(0.3)
+        return np.full((len(battles), 3), 1 / 3)
+
+    batcher = MicroBatcher(
+        slow_uniform,
+        lambda battles, top: None,
+        max_rows=256,
+        max_wait_s=5.0,
+        on_batch=lambda rows, seconds: calls.append(rows),
+    )
+    tables = [read_battles(demo_frame.iloc[i : i + 2]) for i in (0, 2, 4, 6)]
+
+    async def client(table, start_after: float, rounds: int) -> None:
+        await asyncio.sleep(start_after)
+        for _ in range(rounds):
+            await batcher.submit(table)
+
+    async def go() -> float:
+        await batcher.start()
+        try:
+            started = time.perf_counter()
+            await asyncio.gather(
+                client(tables[0], 0.0, 2),
+                client(tables[1], 0.0, 2),
+                client(tables[2], 0.1, 1),
+                client(tables[3], 0.1, 1),
+            )
+            return time.perf_counter() - started
+        finally:
+            await batcher.stop()
+
+    took = asyncio.run(go())
+    assert calls == [4, 8]
+    assert took < 2.5  # the window ended when the clients were back, not at 5 s
+
+
 def test_micro_batcher_refuses_requests_when_not_running(local_model, demo_frame):
     batcher = _batcher(local_model, [], max_rows=4, max_wait_s=0.0)
     with pytest.raises(BatcherStopped, match="micro-batcher is not running"):
