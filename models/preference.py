@@ -139,7 +139,12 @@ class PreferenceModel(BaseEstimator):
         total weight; a dict names a weight (>= 0; 0 excludes the source from
         fitting) per family or full source name (unnamed: 1). "balanced" on
         battles without a ``source`` column weighs every battle 1; a dict
-        needs the column.
+        needs the column. The boosters and the anchor always fit with these
+        weights; the stacker and the temperature only when the folds keep
+        every source family whole (their out-of-fold predictions then stand
+        for new sources, each alike). With other folds those predictions
+        stand for battles like the training ones, so the head fits them as
+        they come (a weight of 0 still excludes a source).
     anchor : bool, default=False
         Start the boosters from a :class:`models.anchor.StyleAnchor` (a
         sign-constrained model of length, markdown style, refusals and empty
@@ -347,9 +352,9 @@ class PreferenceModel(BaseEstimator):
                 weight=weight,
             )
         self.folds_ = np.asarray(folds, dtype=np.int64)
+        whole = folds_hold_out_sources(table, self.folds_, weight)
         self.tie_head_ = self.tie_head
         if self.tie_head == "auto":
-            whole = folds_hold_out_sources(table, self.folds_, weight)
             self.tie_head_ = "constant" if whole else "model"
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
@@ -380,7 +385,10 @@ class PreferenceModel(BaseEstimator):
                 )
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
-        self._fit_head(booster_oof, labels, weight)
+        head_weight = weight
+        if weight is not None and not whole:
+            head_weight = (weight > 0).astype(np.float64)
+        self._fit_head(booster_oof, labels, head_weight)
         # Black-box shift estimation reads how the boosters' P(tie) behaved,
         # which a constant tie head keeps (it only replaces what is returned).
         boosters_oof = (
