@@ -9,8 +9,7 @@ rows. The model is only ever used from that one thread.
 
 The window closes as soon as every client of the previous call is back: those
 it answered plus those that queued while it ran. A lone client's request goes
-at once (nothing to wait for), and so does the first request after a spell
-idle for longer than the window. Under load, a call waits (up to the window) for
+at once (nothing to wait for). Under load, a call waits (up to the window) for
 the clients the last call answered rather than going with whoever queued
 meanwhile: otherwise the clients split into groups that alternate on the
 model, each call half as large, and a call on 64 battles costs far less than
@@ -150,15 +149,10 @@ class MicroBatcher:
         """The jobs of the next model call, and whether to stop afterwards."""
         assert self._queue is not None
         loop = asyncio.get_running_loop()
-        idle_since = loop.time()
         first = self._carry or await self._queue.get()
         self._carry = None
         if first is None:
             return [], True
-        if loop.time() - idle_since > self.max_wait_s:
-            # Idle for longer than a window: the last call's clients are not
-            # about to come back, so this request does not wait for them.
-            self._clients = 1
         jobs, rows = [first], len(first.battles)
         deadline = loop.time() + self.max_wait_s
         while rows < self.max_rows:

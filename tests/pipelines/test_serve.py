@@ -1018,27 +1018,6 @@ def test_micro_batcher_regroups_clients_that_queued_during_a_call(demo_frame):
     assert took < 2.5  # the window ended when the clients were back, not at 5 s
 
 
-def test_micro_batcher_forgets_its_clients_after_an_idle_spell(local_model, demo_frame):
-    """Two clients answered together, then silence: a lone request goes at once."""
-    tables = [read_battles(demo_frame.iloc[i : i + 2]) for i in (0, 2, 4)]
-    calls: list[int] = []
-    batcher = _batcher(local_model, calls, max_rows=256, max_wait_s=1.5)
-
-    async def go() -> float:
-        await batcher.start()
-        try:
-            await asyncio.gather(*(batcher.submit(t) for t in tables[:2]))
-            await asyncio.sleep(2.0)  # longer than the window
-            started = time.perf_counter()
-            await batcher.submit(tables[2])
-            return time.perf_counter() - started
-        finally:
-            await batcher.stop()
-
-    assert asyncio.run(go()) < 1.0  # not held for the 1.5 s window
-    assert calls == [4, 2]
-
-
 def test_micro_batcher_refuses_requests_when_not_running(local_model, demo_frame):
     batcher = _batcher(local_model, [], max_rows=4, max_wait_s=0.0)
     with pytest.raises(BatcherStopped, match="micro-batcher is not running"):
