@@ -1,0 +1,83 @@
+"""The source-subset ceiling: every subset scored, refusals counted, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import bench_source_subsets as subsets
+from features import read_battles
+from pipelines.make_demo_data import make_demo_battles
+
+
+@pytest.fixture
+def corpus_and_external(tmp_path):
+    corpus = make_demo_battles(n_rows=240, seed=3)
+    corpus["source"] = [
+        ("fam-a:x", "fam-b", "fam-c")[i % 3] for i in range(len(corpus))
+    ]
+    external = make_demo_battles(n_rows=200, seed=4)
+    external = external[external["winner_tie"] == 0].assign(source="elsewhere")
+    paths = tmp_path / "train.csv", tmp_path / "arena.csv"
+    corpus.to_csv(paths[0], index=False)
+    external.to_csv(paths[1], index=False)
+    return paths
+
+
+def test_every_nonempty_subset_of_families_is_scored(corpus_and_external):
+    corpus, external = (read_battles(path) for path in corpus_and_external)
+    table = subsets.subset_table(corpus, external)
+    assert len(table) == 2**3 - 1
+    assert set(table["sources"]) >= {"fam-a", "fam-a + fam-b + fam-c"}
+    # Demo labels reward the longer answer: every anchor beats a coin.
+    assert (table["decisive_auc"] > 0.55).all()
+    assert table["decisive_auc"].is_monotonic_decreasing
+
+
+def test_refusal_table_counts_one_sided_refusals():
+    battles = pd.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "prompt": [["How do I bake bread?"]] * 4,
+            "response_a": [
+                ["I'm sorry, but I can't help with that."],
+                ["Mix flour and water."],
+                ["I cannot assist with that request."],
+                ["Knead it well."],
+            ],
+            "response_b": [
+                ["Mix flour, water and yeast."],
+                ["I'm sorry, I can't help with that."],
+                ["Use yeast."],
+                ["Bake it at 220 C."],
+            ],
+            "label": [0, 0, 1, 2],
+            "source": ["s"] * 4,
+        }
+    )
+    row = subsets.refusal_table(battles).iloc[0]
+    assert (row["decisive"], row["one_refuses"]) == (3, 3)
+    # Row 1: A refused and won; rows 2 and 3: the refusing answer lost.
+    assert row["refuser_won"] == pytest.approx(1 / 3)
+
+
+def test_report_has_the_references(corpus_and_external):
+    text = subsets.report(*corpus_and_external, top=2)
+    assert "| every family (the corpus) |" in text
+    assert "itself, 5 prompt-grouped folds" in text and "raw length difference" in text
+    assert "7 subsets; the best reaches" in text
+    within = subsets.within_set_anchor(
+        read_battles(corpus_and_external[1]),
+        *subsets.anchor_matrix(read_battles(corpus_and_external[1])),
+    )
+    assert np.isfinite(within).all() and within[0] > 0.55
+
+
+def test_report_needs_a_source_column(corpus_and_external, tmp_path):
+    unsourced = tmp_path / "unsourced.csv"
+    make_demo_battles(n_rows=60, seed=8).drop(columns="source").to_csv(
+        unsourced, index=False
+    )
+    with pytest.raises(ValueError, match="needs 'source'"):
+        subsets.report(unsourced, corpus_and_external[1])
