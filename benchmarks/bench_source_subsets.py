@@ -63,6 +63,36 @@ def anchor_scores(
     return decisive_auc(y_test, proba), decisive_log_loss(y_test, proba)
 
 
+def coefficient_swaps(
+    corpus: tuple[NDArray, list[str], NDArray[np.int64], pd.DataFrame],
+    X_test: NDArray[np.float64],
+    y_test: NDArray[np.int64],
+) -> pd.DataFrame:
+    """Which coefficient the gap is in: the corpus anchor with one taken from the set.
+
+    The set's own anchor is fitted on all its rows (in-sample), so each row
+    says how much that one covariate's weight, as the set's voters give it,
+    moves the corpus anchor's decisive AUC there.
+    """
+    X, columns, y, table = corpus
+    mine = StyleAnchor().fit(X, columns, y, row_weights(table, "balanced"))
+    theirs = StyleAnchor().fit(X_test, columns, y_test)
+    rows = []
+    for i, name in enumerate(mine.columns_):
+        swapped = StyleAnchor.from_dict(mine.to_dict())
+        swapped.coef_[i] = theirs.coef_[i]
+        proba = np.exp(swapped.log_proba(X_test, columns))
+        rows.append(
+            {
+                "covariate": name,
+                "corpus_coef": mine.coef_[i],
+                "set_coef": theirs.coef_[i],
+                "decisive_auc": decisive_auc(y_test, proba),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def within_set_anchor(
     battles: pd.DataFrame,
     X: NDArray[np.float64],
@@ -167,6 +197,21 @@ def report(corpus_path: Path, external_path: Path, top: int = 8) -> str:
         "",
         f"{len(table)} subsets; the best reaches {table['decisive_auc'].max():.4f}, "
         f"the median {table['decisive_auc'].median():.4f}.",
+    ]
+    corpus_matrix, _ = anchor_matrix(corpus)
+    train = (corpus_matrix, columns, corpus["label"].to_numpy(np.int64), corpus)
+    lines += [
+        "",
+        f"| covariate | corpus coefficient | {name}'s own (in-sample) "
+        f"| decisive AUC with {name}'s coefficient |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in coefficient_swaps(train, X_ext, y_ext).itertuples():
+        lines.append(
+            f"| {row.covariate} | {row.corpus_coef:.4g} | {row.set_coef:.4g} "
+            f"| {row.decisive_auc:.4f} |"
+        )
+    lines += [
         "",
         "| source family | decisive battles | one answer refuses "
         "| the refusing answer won |",

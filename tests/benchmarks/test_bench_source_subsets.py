@@ -81,3 +81,16 @@ def test_report_needs_a_source_column(corpus_and_external, tmp_path):
     )
     with pytest.raises(ValueError, match="needs 'source'"):
         subsets.report(unsourced, corpus_and_external[1])
+
+
+def test_coefficient_swaps_change_nothing_when_the_set_is_the_corpus(
+    corpus_and_external,
+):
+    external = read_battles(corpus_and_external[1])
+    X, columns = subsets.anchor_matrix(external)
+    y = external["label"].to_numpy(np.int64)
+    swaps = subsets.coefficient_swaps((X, columns, y, external), X, y)
+    own_auc, _ = subsets.anchor_scores((X, columns, y, external), X, y)
+    np.testing.assert_allclose(swaps["corpus_coef"], swaps["set_coef"], atol=1e-6)
+    np.testing.assert_allclose(swaps["decisive_auc"], own_auc, atol=1e-9)
+    assert "d_flag_refusal" in set(swaps["covariate"])
