@@ -17,12 +17,12 @@ WORKDIR /app
 # torch first: the pinned version is a CPU build; any other spec pulls CUDA packages.
 RUN pip install --no-cache-dir torch==2.13.0
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY features ./features
 COPY models ./models
 COPY pipelines ./pipelines
 COPY configs ./configs
-RUN pip install --no-cache-dir '.[serve]'
+RUN pip install --no-cache-dir -c constraints.txt '.[serve]'
 
 COPY artifacts/model /app/model
 

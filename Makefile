@@ -17,11 +17,12 @@ PREDICTIONS ?= artifacts/predictions.csv
 setup: $(VENV)/.installed
 
 # torch first: the pinned version is a CPU build; any other spec pulls CUDA packages.
-$(VENV)/.installed: pyproject.toml
+# constraints.txt holds the versions the tests and BENCHMARKS.md were run with.
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(DEMO_DATA): | setup
