@@ -11,24 +11,10 @@ from features import read_battles
 from pipelines.make_demo_data import make_demo_battles
 
 
-@pytest.fixture
-def corpus_and_external(tmp_path):
-    corpus = make_demo_battles(n_rows=240, seed=3)
-    corpus["source"] = [
-        ("fam-a:x", "fam-b", "fam-c")[i % 3] for i in range(len(corpus))
-    ]
-    external = make_demo_battles(n_rows=200, seed=4)
-    external = external[external["winner_tie"] == 0].assign(source="elsewhere")
-    paths = tmp_path / "train.csv", tmp_path / "arena.csv"
-    corpus.to_csv(paths[0], index=False)
-    external.to_csv(paths[1], index=False)
-    return paths
-
-
-def test_every_nonempty_subset_of_families_is_scored(corpus_and_external):
-    corpus, external = (read_battles(path) for path in corpus_and_external)
+def test_every_nonempty_subset_of_families_is_scored(demo_files):
+    corpus, external = (read_battles(path) for path in demo_files)
     table = subsets.subset_table(corpus, external)
-    assert len(table) == 2**3 - 1
+    assert len(table) == 2**3 - 1  # fam-a (two sub-sources), fam-b, fam-c
     assert set(table["sources"]) >= {"fam-a", "fam-a + fam-b + fam-c"}
     # Demo labels reward the longer answer: every anchor beats a coin.
     assert (table["decisive_auc"] > 0.55).all()
@@ -62,31 +48,31 @@ def test_refusal_table_counts_one_sided_refusals():
     assert row["refuser_won"] == pytest.approx(1 / 3)
 
 
-def test_report_has_the_references(corpus_and_external):
-    text = subsets.report(*corpus_and_external, top=2)
+def test_report_has_the_references(demo_files):
+    text = subsets.report(*demo_files, top=2)
     assert "| every family (the corpus) |" in text
     assert "itself, 5 prompt-grouped folds" in text and "raw length difference" in text
     assert "7 subsets; the best reaches" in text
     within = subsets.within_set_anchor(
-        read_battles(corpus_and_external[1]),
-        *subsets.anchor_matrix(read_battles(corpus_and_external[1])),
+        read_battles(demo_files[1]),
+        *subsets.anchor_matrix(read_battles(demo_files[1])),
     )
     assert np.isfinite(within).all() and within[0] > 0.55
 
 
-def test_report_needs_a_source_column(corpus_and_external, tmp_path):
+def test_report_needs_a_source_column(demo_files, tmp_path):
     unsourced = tmp_path / "unsourced.csv"
     make_demo_battles(n_rows=60, seed=8).drop(columns="source").to_csv(
         unsourced, index=False
     )
     with pytest.raises(ValueError, match="needs 'source'"):
-        subsets.report(unsourced, corpus_and_external[1])
+        subsets.report(unsourced, demo_files[1])
 
 
 def test_coefficient_swaps_change_nothing_when_the_set_is_the_corpus(
-    corpus_and_external,
+    demo_files,
 ):
-    external = read_battles(corpus_and_external[1])
+    external = read_battles(demo_files[1])
     X, columns = subsets.anchor_matrix(external)
     y = external["label"].to_numpy(np.int64)
     swaps = subsets.coefficient_swaps((X, columns, y, external), X, y)
