@@ -1025,15 +1025,28 @@ def test_micro_batcher_refuses_requests_when_not_running(local_model, demo_frame
 
 
 # ---------------------------------------------------------------- Docker
+_PIP_VALUE_OPTIONS = {"-c", "--constraint", "-r", "--requirement"}
+
+
 def _pip_installs(lines: list[str]) -> list[list[str]]:
-    """The packages of each ``pip install`` in ``lines``, options dropped."""
+    """The packages of each ``pip install`` in ``lines``, options dropped.
+
+    A constraints file (``-c FILE``) is kept as ``-c FILE``, so tests can ask
+    that every install honours it.
+    """
     installs = []
     for line in lines:
         for command in re.split(r"&&|;", line):
             words = shlex.split(command.replace("\\\n", " "), comments=True)
             if "pip" in words and "install" in words[words.index("pip") :]:
-                rest = words[words.index("install", words.index("pip")) + 1 :]
-                installs.append([w for w in rest if not w.startswith("-")])
+                rest = iter(words[words.index("install", words.index("pip")) + 1 :])
+                packages = []
+                for word in rest:
+                    if word in _PIP_VALUE_OPTIONS:
+                        packages.append(f"-c {next(rest)}")
+                    elif not word.startswith("-"):
+                        packages.append(word)
+                installs.append(packages)
     return installs
 
 
@@ -1049,8 +1062,11 @@ def test_dockerfile_installs_what_the_readme_and_makefile_install():
     readme_installs = _pip_installs(readme_block.splitlines())
     assert docker_installs[0] == [torch_pin], "torch (the CPU pin) must come first"
     assert readme_installs[0] == [torch_pin]
-    assert docker_installs[1:] == [[".[serve]"]]
-    assert readme_installs[1:] == [[".[serve]"]]
+    # The service installs the versions the tests ran with (constraints.txt).
+    assert docker_installs[1:] == [["-c constraints.txt", ".[serve]"]]
+    assert readme_installs[1:] == [["-c constraints.txt", ".[serve]"]]
+    assert "-c constraints.txt -e '.[dev]'" in makefile
+    assert re.search(r"^COPY .*\bconstraints\.txt\b", dockerfile, re.M)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
     assert re.search(r"^COPY artifacts/model ", dockerfile, re.M)
     assert re.search(r"^USER (?!root)\S+", dockerfile, re.M)
