@@ -17,7 +17,7 @@ PREDICTIONS ?= artifacts/predictions.csv
 setup: $(VENV)/.installed
 
 # torch first: the pinned version is a CPU build; any other spec pulls CUDA packages.
-# constraints.txt holds the versions the tests and BENCHMARKS.md were run with.
+# constraints.txt holds the versions the test suite last passed with.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
