@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,93 +41,98 @@ from models.transfer import (
 )
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared/data/corpus"
-ANCHOR_BLOCKS = {"lengths": {}, "style": {"readability_max_chars": 2000}, "flags": {}}
-"""The blocks that make the anchor's covariates (their defaults, as in the profiles)."""
+ANCHOR_BLOCKS = {"lengths": {}, "style": {}, "flags": {}}
+"""The blocks that make the anchor's covariates, at their defaults."""
 
 
-def anchor_matrix(battles: pd.DataFrame) -> tuple[NDArray[np.float64], list[str]]:
-    """The anchor blocks' features of `battles` (dense) and their column names."""
+class Labelled(NamedTuple):
+    """A labelled battle set with its anchor-block features, computed once."""
+
+    battles: pd.DataFrame
+    X: NDArray[np.float64]
+    columns: list[str]
+    y: NDArray[np.int64]
+
+    def subset(self, keep: NDArray[np.bool_]) -> Labelled:
+        return Labelled(
+            self.battles[keep].reset_index(drop=True),
+            self.X[keep],
+            self.columns,
+            self.y[keep],
+        )
+
+
+def labelled(battles: pd.DataFrame) -> Labelled:
+    """`battles` (with labels) and the anchor blocks' features of them, dense."""
     matrix = FeaturePipeline(ANCHOR_BLOCKS).fit_transform(battles)
     values = matrix.values.toarray() if matrix.is_sparse else matrix.values
-    return np.asarray(values, np.float64), list(matrix.columns)
+    return Labelled(
+        battles,
+        np.asarray(values, np.float64),
+        list(matrix.columns),
+        battles["label"].to_numpy(np.int64),
+    )
 
 
-def anchor_scores(
-    train: tuple[NDArray, list[str], NDArray[np.int64], pd.DataFrame],
-    X_test: NDArray[np.float64],
-    y_test: NDArray[np.int64],
-) -> tuple[float, float]:
-    """Decisive AUC and log loss on the test rows of an anchor fitted on `train`."""
-    X, columns, y, table = train
-    anchor = StyleAnchor().fit(X, columns, y, row_weights(table, "balanced"))
-    proba = np.exp(anchor.log_proba(X_test, columns))
-    return decisive_auc(y_test, proba), decisive_log_loss(y_test, proba)
+def balanced_anchor(train: Labelled) -> StyleAnchor:
+    """The anchor as the profiles fit it: every source family weighs the same."""
+    weight = row_weights(train.battles, "balanced")
+    return StyleAnchor().fit(train.X, train.columns, train.y, weight)
 
 
-def coefficient_swaps(
-    corpus: tuple[NDArray, list[str], NDArray[np.int64], pd.DataFrame],
-    X_test: NDArray[np.float64],
-    y_test: NDArray[np.int64],
-) -> pd.DataFrame:
+def _decisive_scores(anchor: StyleAnchor, test: Labelled) -> tuple[float, float]:
+    proba = np.exp(anchor.log_proba(test.X, test.columns))
+    return decisive_auc(test.y, proba), decisive_log_loss(test.y, proba)
+
+
+def coefficient_swaps(corpus: Labelled, test: Labelled) -> pd.DataFrame:
     """Which coefficient the gap is in: the corpus anchor with one taken from the set.
 
     The set's own anchor is fitted on all its rows (in-sample), so each row
     says how much that one covariate's weight, as the set's voters give it,
     moves the corpus anchor's decisive AUC there.
     """
-    X, columns, y, table = corpus
-    mine = StyleAnchor().fit(X, columns, y, row_weights(table, "balanced"))
-    theirs = StyleAnchor().fit(X_test, columns, y_test)
+    mine = balanced_anchor(corpus)
+    theirs = StyleAnchor().fit(test.X, test.columns, test.y)
     rows = []
     for i, name in enumerate(mine.columns_):
         swapped = StyleAnchor.from_dict(mine.to_dict())
         swapped.coef_[i] = theirs.coef_[i]
-        proba = np.exp(swapped.log_proba(X_test, columns))
         rows.append(
             {
                 "covariate": name,
                 "corpus_coef": mine.coef_[i],
                 "set_coef": theirs.coef_[i],
-                "decisive_auc": decisive_auc(y_test, proba),
+                "decisive_auc": _decisive_scores(swapped, test)[0],
             }
         )
     return pd.DataFrame(rows)
 
 
 def within_set_anchor(
-    battles: pd.DataFrame,
-    X: NDArray[np.float64],
-    columns: list[str],
-    n_folds: int = 5,
-    seed: int = 0,
+    data: Labelled, n_folds: int = 5, seed: int = 0
 ) -> tuple[float, float]:
     """The anchor cross-validated inside one set: prompt-grouped out-of-fold scores."""
-    y = battles["label"].to_numpy(np.int64)
-    folds = make_folds(y, prompt_groups(battles), n_folds, seed)
-    proba = np.empty((len(y), 3))
+    folds = make_folds(data.y, prompt_groups(data.battles), n_folds, seed)
+    proba = np.empty((len(data.y), 3))
     for fold in range(n_folds):
         held = folds == fold
-        anchor = StyleAnchor().fit(X[~held], columns, y[~held])
-        proba[held] = np.exp(anchor.log_proba(X[held], columns))
-    return decisive_auc(y, proba), decisive_log_loss(y, proba)
+        anchor = StyleAnchor().fit(data.X[~held], data.columns, data.y[~held])
+        proba[held] = np.exp(anchor.log_proba(data.X[held], data.columns))
+    return decisive_auc(data.y, proba), decisive_log_loss(data.y, proba)
 
 
-def subset_table(corpus: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:
+def subset_table(corpus: Labelled, external: Labelled) -> pd.DataFrame:
     """The anchor's scores on `external`, fitted on each subset of families."""
-    X, columns = anchor_matrix(corpus)
-    X_ext, ext_columns = anchor_matrix(external)
-    if ext_columns != columns:
+    if external.columns != corpus.columns:
         raise ValueError("the corpus and the external set gave different columns.")
-    y = corpus["label"].to_numpy(np.int64)
-    y_ext = external["label"].to_numpy(np.int64)
-    families = source_families(corpus["source"]).astype(str)
+    families = source_families(corpus.battles["source"]).astype(str)
     names = sorted(set(families))
     rows = []
     for size in range(1, len(names) + 1):
         for subset in itertools.combinations(names, size):
-            keep = np.isin(families, subset)
-            train = (X[keep], columns, y[keep], corpus[keep].reset_index(drop=True))
-            auc, loss = anchor_scores(train, X_ext, y_ext)
+            anchor = balanced_anchor(corpus.subset(np.isin(families, subset)))
+            auc, loss = _decisive_scores(anchor, external)
             rows.append(
                 {
                     "sources": " + ".join(subset),
@@ -138,12 +144,11 @@ def subset_table(corpus: pd.DataFrame, external: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("decisive_auc", ascending=False)
 
 
-def refusal_table(battles: pd.DataFrame) -> pd.DataFrame:
+def refusal_table(data: Labelled) -> pd.DataFrame:
     """Per family: decisive battles, one-sided refusals, the share the refuser won."""
-    X, columns = anchor_matrix(battles)
-    refusal = X[:, columns.index("d_flag_refusal")]
-    y = battles["label"].to_numpy(np.int64)
-    families = source_families(battles["source"]).astype(str)
+    refusal = data.X[:, data.columns.index("d_flag_refusal")]
+    y = data.y
+    families = source_families(data.battles["source"]).astype(str)
     rows = []
     for family in sorted(set(families)):
         decisive = (families == family) & (y < 2)
@@ -171,8 +176,8 @@ def report(corpus_path: Path, external_path: Path, top: int = 8) -> str:
         raise ValueError(f"{corpus_path} needs 'source' and the label columns.")
     if "label" not in external.columns:
         raise ValueError(f"{external_path} needs the label columns.")
-    table = subset_table(corpus, external)
-    X_ext, columns = anchor_matrix(external)
+    corpus_set, external_set = labelled(corpus), labelled(external)
+    table = subset_table(corpus_set, external_set)
     name = external_path.name
     lines = [
         f"| anchor fitted on | decisive AUC on {name} | decisive log loss |",
@@ -187,9 +192,8 @@ def report(corpus_path: Path, external_path: Path, top: int = 8) -> str:
         ("every family (the corpus)", whole.decisive_auc, whole.decisive_log_loss)
     )
     lines += [f"| {label} | {auc:.4f} | {loss:.4f} |" for label, auc, loss in shown]
-    within_auc, within_loss = within_set_anchor(external, X_ext, columns)
-    y_ext = external["label"].to_numpy(np.int64)
-    raw = length_difference_auc(y_ext, length_difference(external))
+    within_auc, within_loss = within_set_anchor(external_set)
+    raw = length_difference_auc(external_set.y, length_difference(external))
     lines += [
         f"| {name} itself, 5 prompt-grouped folds | {within_auc:.4f} "
         f"| {within_loss:.4f} |",
@@ -198,15 +202,13 @@ def report(corpus_path: Path, external_path: Path, top: int = 8) -> str:
         f"{len(table)} subsets; the best reaches {table['decisive_auc'].max():.4f}, "
         f"the median {table['decisive_auc'].median():.4f}.",
     ]
-    corpus_matrix, _ = anchor_matrix(corpus)
-    train = (corpus_matrix, columns, corpus["label"].to_numpy(np.int64), corpus)
     lines += [
         "",
         f"| covariate | corpus coefficient | {name}'s own (in-sample) "
         f"| decisive AUC with {name}'s coefficient |",
         "|---|---:|---:|---:|",
     ]
-    for row in coefficient_swaps(train, X_ext, y_ext).itertuples():
+    for row in coefficient_swaps(corpus_set, external_set).itertuples():
         lines.append(
             f"| {row.covariate} | {row.corpus_coef:.4g} | {row.set_coef:.4g} "
             f"| {row.decisive_auc:.4f} |"
@@ -217,8 +219,8 @@ def report(corpus_path: Path, external_path: Path, top: int = 8) -> str:
         "| the refusing answer won |",
         "|---|---:|---:|---:|",
     ]
-    both = pd.concat([corpus, external], ignore_index=True)
-    for row in refusal_table(both).itertuples():
+    refusals = pd.concat([refusal_table(corpus_set), refusal_table(external_set)])
+    for row in refusals.itertuples():
         lines.append(
             f"| {row.source} | {row.decisive:,} | {row.one_refuses} | "
             f"{row.refuser_won:.1%} |"

@@ -12,7 +12,7 @@ from pipelines.make_demo_data import make_demo_battles
 
 
 def test_every_nonempty_subset_of_families_is_scored(demo_files):
-    corpus, external = (read_battles(path) for path in demo_files)
+    corpus, external = (subsets.labelled(read_battles(p)) for p in demo_files)
     table = subsets.subset_table(corpus, external)
     assert len(table) == 2**3 - 1  # fam-a (two sub-sources), fam-b, fam-c
     assert set(table["sources"]) >= {"fam-a", "fam-a + fam-b + fam-c"}
@@ -42,7 +42,7 @@ def test_refusal_table_counts_one_sided_refusals():
             "source": ["s"] * 4,
         }
     )
-    row = subsets.refusal_table(battles).iloc[0]
+    row = subsets.refusal_table(subsets.labelled(battles)).iloc[0]
     assert (row["decisive"], row["one_refuses"]) == (3, 3)
     # Row 1: A refused and won; rows 2 and 3: the refusing answer lost.
     assert row["refuser_won"] == pytest.approx(1 / 3)
@@ -53,10 +53,7 @@ def test_report_has_the_references(demo_files):
     assert "| every family (the corpus) |" in text
     assert "itself, 5 prompt-grouped folds" in text and "raw length difference" in text
     assert "7 subsets; the best reaches" in text
-    within = subsets.within_set_anchor(
-        read_battles(demo_files[1]),
-        *subsets.anchor_matrix(read_battles(demo_files[1])),
-    )
+    within = subsets.within_set_anchor(subsets.labelled(read_battles(demo_files[1])))
     assert np.isfinite(within).all() and within[0] > 0.55
 
 
@@ -72,11 +69,14 @@ def test_report_needs_a_source_column(demo_files, tmp_path):
 def test_coefficient_swaps_change_nothing_when_the_set_is_the_corpus(
     demo_files,
 ):
-    external = read_battles(demo_files[1])
-    X, columns = subsets.anchor_matrix(external)
-    y = external["label"].to_numpy(np.int64)
-    swaps = subsets.coefficient_swaps((X, columns, y, external), X, y)
-    own_auc, _ = subsets.anchor_scores((X, columns, y, external), X, y)
+    external = subsets.labelled(read_battles(demo_files[1]))
+    swaps = subsets.coefficient_swaps(external, external)
+    own_auc = subsets.decisive_auc(
+        external.y,
+        np.exp(
+            subsets.balanced_anchor(external).log_proba(external.X, external.columns)
+        ),
+    )
     np.testing.assert_allclose(swaps["corpus_coef"], swaps["set_coef"], atol=1e-6)
     np.testing.assert_allclose(swaps["decisive_auc"], own_auc, atol=1e-9)
     assert "d_flag_refusal" in set(swaps["covariate"])
