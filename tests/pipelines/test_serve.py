@@ -1031,7 +1031,7 @@ _PIP_VALUE_OPTIONS = {"-c", "--constraint", "-r", "--requirement"}
 def _pip_installs(lines: list[str]) -> list[list[str]]:
     """The packages of each ``pip install`` in ``lines``, options dropped.
 
-    A constraints file (``-c FILE``) is kept as ``-c FILE``, so tests can ask
+    An option with a file (``-c FILE``, ``-r FILE``) is kept with it, so tests can ask
     that every install honours it.
     """
     installs = []
@@ -1043,7 +1043,7 @@ def _pip_installs(lines: list[str]) -> list[list[str]]:
                 packages = []
                 for word in rest:
                     if word in _PIP_VALUE_OPTIONS:
-                        packages.append(f"-c {next(rest)}")
+                        packages.append(f"{word} {next(rest)}")
                     elif not word.startswith("-"):
                         packages.append(word)
                 installs.append(packages)
