@@ -376,7 +376,7 @@ def _single_process_seconds(model_dir: Path, battles_csv: Path, repeats: int) ->
 
 
 def _max_abs_dp(single_csv: Path, parts_dir: Path, n_rows: int) -> tuple[float, int]:
-    from pipelines._parts import read_parts
+    from pipelines.distributed.parts import read_parts
 
     single = pd.read_csv(single_csv, dtype={"id": str})
     parts = read_parts(parts_dir).iloc[:n_rows]

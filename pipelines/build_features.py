@@ -6,7 +6,7 @@ A second run with nothing changed reads every block from the cache; a block
 whose params or version changed is recomputed alone.
 
 With ``--scheduler`` the blocks run per partition on a Dask cluster
-(:mod:`pipelines._dask_rows`): the stateful blocks are fitted here, their
+(:mod:`pipelines.distributed.rows`): the stateful blocks are fitted here, their
 states broadcast, and the feature matrix is written as partitioned parquet
 under ``<store>/parts/features-<key>/``; a killed run resumes.
 """
@@ -25,12 +25,12 @@ from features.errors import ConfigError
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
 from pipelines._cli import base_parser, load_inputs, resolve_data, run_cli
-from pipelines._dask_cluster import (
+from pipelines.config import Config, load_config
+from pipelines.distributed.cluster import (
     add_scheduler_options,
     check_scheduler_options,
     positive_int,
 )
-from pipelines.config import Config, load_config
 
 __all__ = ["main", "format_stats"]
 
@@ -97,8 +97,8 @@ def _chosen_blocks(config: Config, text: str | None) -> dict[str, dict[str, Any]
 
 def _main_on_cluster(args: argparse.Namespace) -> int:
     from features.partitions import DEFAULT_PARTITION_ROWS, plan_partitions
-    from pipelines._dask_cluster import CONNECT_TIMEOUT, dask_client
-    from pipelines._dask_rows import build_on_cluster
+    from pipelines.distributed.cluster import CONNECT_TIMEOUT, dask_client
+    from pipelines.distributed.rows import build_on_cluster
 
     config = load_config(args.config, args.overrides)
     blocks = _chosen_blocks(config, args.blocks)

@@ -8,7 +8,7 @@ probabilities sum to 1. It is written to a temporary file and renamed, so an
 interrupted run leaves no partial submission.
 
 With ``--scheduler`` the partitions of ``--data`` are predicted on a Dask
-cluster (:mod:`pipelines._dask_rows`) into parquet parts: ``--out NAME.csv``
+cluster (:mod:`pipelines.distributed.rows`) into parquet parts: ``--out NAME.csv``
 keeps them in ``NAME.parts/`` and joins them into the CSV at the end; any
 other ``--out`` is the parts directory alone. A killed run resumes.
 """
@@ -28,9 +28,9 @@ from features.battles import CLASSES, battle_ids
 from features.errors import InvalidParameterError
 from models import PreferenceModel
 from pipelines._cli import base_parser, read_data, resolve_data, run_cli
-from pipelines._dask_cluster import add_scheduler_options, check_scheduler_options
 from pipelines._files import write_csv_atomic
 from pipelines.config import load_config
+from pipelines.distributed.cluster import add_scheduler_options, check_scheduler_options
 
 __all__ = ["main", "write_submission"]
 
@@ -95,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _main_on_cluster(args: argparse.Namespace, model: PreferenceModel) -> int:
     from features.partitions import DEFAULT_PARTITION_ROWS, plan_partitions
-    from pipelines._dask_cluster import CONNECT_TIMEOUT, dask_client
-    from pipelines._dask_rows import predict_on_cluster, write_parts_csv
+    from pipelines.distributed.cluster import CONNECT_TIMEOUT, dask_client
+    from pipelines.distributed.rows import predict_on_cluster, write_parts_csv
 
     if args.fit_prior:
         raise InvalidParameterError(

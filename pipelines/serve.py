@@ -27,7 +27,7 @@ from pipelines._cli import add_verbosity_options, run_cli, setup_logging
 
 __all__ = ["SERVE_HINT", "main", "require_serve_extra", "worker_threads"]
 
-logger = logging.getLogger("pipelines.serve")
+logger = logging.getLogger(__name__)
 
 SERVE_HINT = "install the `serve` extra: pip install 'arena-preference[serve]'"
 _SETTINGS_ENV = "ARENA_PREFERENCE_SERVE_SETTINGS"
@@ -152,7 +152,9 @@ def _setup_access_log(quiet: bool, verbose: bool = False) -> None:
     if not verbose:
         # Two lines per block per model call would drown the access log.
         logging.getLogger("features.pipeline").setLevel(logging.WARNING)
-    access = logging.getLogger("pipelines.serve.access")
+    from pipelines.serving.metrics import ACCESS_LOGGER_NAME
+
+    access = logging.getLogger(ACCESS_LOGGER_NAME)
     access.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -162,7 +164,7 @@ def _setup_access_log(quiet: bool, verbose: bool = False) -> None:
 
 
 def _uvicorn_options(args: argparse.Namespace) -> dict[str, Any]:
-    from pipelines._serve_protocol import NoDelayH11Protocol
+    from pipelines.serving.protocol import NoDelayH11Protocol
 
     return {
         "http": NoDelayH11Protocol,
@@ -180,7 +182,7 @@ def _main(args: argparse.Namespace) -> int:
     require_serve_extra()
     import uvicorn
 
-    from pipelines._serve_app import ServeSettings, create_app, load_model
+    from pipelines.serving.app import ServeSettings, create_app, load_model
 
     _setup_access_log(args.quiet, args.verbose)
     settings = ServeSettings(
@@ -203,7 +205,7 @@ def _main(args: argparse.Namespace) -> int:
     from models.artifact import read_model_dir
 
     read_model_dir(args.model)
-    from pipelines._serve_workers import WorkerPool
+    from pipelines.serving.workers import WorkerPool
 
     environment = {
         # The workers are fresh processes: their libgomp reads this when it loads.
@@ -233,7 +235,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _app_from_environment() -> Any:
     """The app of one ``--workers`` process (uvicorn calls this factory)."""
-    from pipelines._serve_app import ServeSettings, create_app
+    from pipelines.serving.app import ServeSettings, create_app
 
     payload = json.loads(os.environ[_SETTINGS_ENV])
     setup_logging(

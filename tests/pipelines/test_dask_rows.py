@@ -22,8 +22,8 @@ from features.partitions import battle_files, plan_partitions, read_partition
 from features.pipeline import FeaturePipeline
 from models import PreferenceModel
 from pipelines import build_features, predict
-from pipelines._parts import read_feature_parts, read_parts
 from pipelines.config import load_config
+from pipelines.distributed.parts import read_feature_parts, read_parts
 from pipelines.estimator import model_from_config
 from pipelines.make_demo_data import make_demo_battles
 
@@ -455,7 +455,7 @@ def test_directory_of_several_formats_and_empty_glob_are_refused(tmp_path):
 
 
 def test_a_partition_predicted_in_chunks_equals_one_call(workspace, monkeypatch):
-    from pipelines import _dask_rows
+    from pipelines.distributed import rows as _dask_rows
 
     battles = pd.read_csv(workspace / "test.csv", dtype={"id": str})
     model = PreferenceModel.load(workspace / "model")

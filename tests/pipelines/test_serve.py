@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from features.battles import CLASSES, read_battles, repair_report
 from models import PreferenceModel
 from pipelines import serve
-from pipelines._serve_batcher import BatcherStopped, MicroBatcher
 from pipelines.make_demo_data import make_demo_battles
+from pipelines.serving.batcher import BatcherStopped, MicroBatcher
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
@@ -1096,7 +1096,7 @@ def test_every_connection_sends_without_nagle_delay():
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-    from pipelines._serve_protocol import NoDelayH11Protocol
+    from pipelines.serving.protocol import NoDelayH11Protocol
 
     async def app(scope, receive, send):  # pragma: no cover - never called
         raise AssertionError

@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["STARTUP_FAILURE", "WorkerPool", "reuseport_socket"]
 
-logger = logging.getLogger("pipelines.serve")
+logger = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3
 """Exit code of a worker that stopped before it served (uvicorn's value)."""

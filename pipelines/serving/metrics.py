@@ -5,7 +5,7 @@ and a scrape sees the worker that answers it) and rendered in the Prometheus
 text format at ``GET /metrics``. Every request gets an id (the caller's
 ``X-Request-ID`` when it is a short token, else a new one), echoed in the
 response header and written with the status and latency as one JSON access-log
-line on the ``pipelines.serve.access`` logger.
+line on the ``pipelines.serving.access`` logger.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from typing import Any
 
 __all__ = ["AccessLogMiddleware", "Metrics"]
 
-access_logger = logging.getLogger("pipelines.serve.access")
+ACCESS_LOGGER_NAME = f"{__package__}.access"
+access_logger = logging.getLogger(ACCESS_LOGGER_NAME)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the request and model-call latency histograms."""

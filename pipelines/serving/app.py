@@ -2,9 +2,9 @@
 
 A thin layer over :class:`models.PreferenceModel`: the model is loaded and
 verified once per worker process, requests are checked by
-:mod:`pipelines._serve_input` (which hands the battles to
+:mod:`pipelines.serving.input` (which hands the battles to
 :mod:`features.battles`), predicted in shared batches by
-:class:`pipelines._serve_batcher.MicroBatcher` and answered as JSON. No model
+:class:`pipelines.serving.batcher.MicroBatcher` and answered as JSON. No model
 logic lives here.
 """
 
@@ -32,14 +32,14 @@ from starlette.routing import Route
 from features.battles import CLASSES
 from features.errors import ModelIntegrityError
 from models import PreferenceModel
-from pipelines._serve_batcher import BatcherStopped, MicroBatcher
-from pipelines._serve_input import RequestError, parse_predict_body
-from pipelines._serve_metrics import AccessLogMiddleware, Metrics
-from pipelines._serve_openapi import DOCS_HTML, openapi_schema
+from pipelines.serving.batcher import BatcherStopped, MicroBatcher
+from pipelines.serving.input import RequestError, parse_predict_body
+from pipelines.serving.metrics import AccessLogMiddleware, Metrics
+from pipelines.serving.openapi import DOCS_HTML, openapi_schema
 
 __all__ = ["LoadedModel", "ServeSettings", "create_app", "load_model"]
 
-logger = logging.getLogger("pipelines.serve")
+logger = logging.getLogger(__name__)
 
 _PARSE_IN_THREAD_BYTES = 64 * 1024
 """Bodies larger than this are parsed off the event loop, so that one big

@@ -2,7 +2,7 @@
 
 Both commands plan partitions of their input (:mod:`features.partitions`) and
 run one task per partition on the workers of a ``dask.distributed`` cluster;
-each task writes its part atomically (:mod:`pipelines._parts`), so a killed
+each task writes its part atomically (:mod:`pipelines.distributed.parts`), so a killed
 run resumes where it stopped.
 
 - **build**: the stateful blocks (TF-IDF vocabularies, Word2Vec) are fitted
@@ -57,7 +57,7 @@ from features.store import (
     write_state,
 )
 from pipelines._files import atomic_text_file
-from pipelines._parts import (
+from pipelines.distributed.parts import (
     clean_partial_files,
     finished_part,
     write_part,
