@@ -12,7 +12,8 @@ train_gbdt at 8k-230k rows, growth exponents, the 200-trial target run) and
 ``features`` (per-block build speed, peak RSS, embedding engines),
 ``serving`` (the HTTP service under concurrent and malformed load) and
 ``distributed`` (predict on a local Dask cluster, a cost model for 10M-100M
-battles). Each
+battles) and ``gpu`` (the embeddings block on a CUDA GPU; 'not measured'
+without one). Each
 section is written between markers in BENCHMARKS.md, so ``--only`` replaces
 its sections and keeps the others; the targets table at the top is rebuilt
 from every section present.
@@ -47,6 +48,7 @@ SECTIONS: dict[str, str] = {
     "scale": "benchmarks.bench_scale",
     "features": "benchmarks.bench_features",
     "distributed": "benchmarks.bench_distributed",
+    "gpu": "benchmarks.bench_gpu",
 }
 """Section name -> module with ``run(ctx) -> Section``, in document order."""
 
@@ -58,6 +60,7 @@ _RUN_ORDER = (
     "scale",
     "features",
     "distributed",
+    "gpu",
 )
 """Execution order: features reuses the scale section's 57k build; distributed
 the lite fit of the earlier sections."""

@@ -54,6 +54,27 @@ class EncoderSpec:
     truncation_side: Literal["left", "right"]
     quantization: Literal["8bit", "4bit"] | None
     onnx: bool | Literal["int8"]
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+
+
+def resolve_precision(precision: str, device: str) -> Literal["fp32", "fp16", "bf16"]:
+    """``"auto"`` -> fp16 on CUDA, fp32 on the CPU; other values as given.
+
+    >>> resolve_precision("auto", "cuda"), resolve_precision("auto", "cpu")
+    ('fp16', 'fp32')
+    """
+    if precision == "auto":
+        return "fp16" if device == "cuda" else "fp32"
+    return precision  # type: ignore[return-value]
+
+
+def torch_dtype(precision: str) -> Any:
+    """The torch dtype of a resolved precision name."""
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+        precision
+    ]
 
 
 def module_available(name: str) -> bool:
@@ -161,13 +182,13 @@ def _load_sentence_transformer(spec: EncoderSpec, device: str) -> Any:
     _check_max_length(spec, model[0].auto_model.config)
     model.max_seq_length = spec.max_seq_length
     model.tokenizer.truncation_side = spec.truncation_side
-    if device == "cuda":
-        model.half()
+    if spec.precision != "fp32":
+        model.to(torch_dtype(spec.precision))
     return model.eval()
 
 
 class _SentenceTransformerEncoder:
-    """A sentence-transformers model run by PyTorch (fp16 on CUDA)."""
+    """A sentence-transformers model run by PyTorch (fp16 on CUDA by default)."""
 
     def __init__(self, spec: EncoderSpec) -> None:
         self.device = spec.device
@@ -352,16 +373,14 @@ class _MeanPoolEncoder:
 
     @staticmethod
     def _model_kwargs(spec: EncoderSpec, torch: Any) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "dtype": torch.float16 if spec.device == "cuda" else torch.float32
-        }
+        kwargs: dict[str, Any] = {"dtype": torch_dtype(spec.precision)}
         if spec.quantization is not None:
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_8bit=spec.quantization == "8bit",
                 load_in_4bit=spec.quantization == "4bit",
-                bnb_4bit_compute_dtype=torch.float16,
+                bnb_4bit_compute_dtype=torch_dtype(spec.precision),
                 bnb_4bit_quant_type="nf4",
             )
             kwargs["device_map"] = {"": 0}

@@ -27,6 +27,7 @@ from features.blocks._encoders import (
     EncoderSpec,
     check_runtime,
     load_encoder,
+    resolve_precision,
 )
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.errors import InvalidParameterError
@@ -92,9 +93,20 @@ default="sentence-transformers"
         - ``"llm"``: a causal LM, attention-masked mean of its last layer;
           optionally 4/8-bit (see ``quantization``).
     device : {"auto", "cpu", "cuda"}, default="auto"
-        - ``"auto"``: CUDA in fp16 when PyTorch sees a GPU, else CPU.
-        - ``"cpu"``: always CPU (fp32).
-        - ``"cuda"``: the GPU in fp16; an error without one.
+        - ``"auto"``: CUDA when PyTorch sees a GPU, else CPU.
+        - ``"cpu"``: always CPU.
+        - ``"cuda"``: the GPU; an error without one.
+    precision : {"auto", "fp32", "fp16", "bf16"}, default="auto"
+        Weights and activations of the PyTorch backends.
+
+        - ``"auto"``: fp16 on CUDA, fp32 on CPU.
+        - ``"fp32"``: full precision anywhere.
+        - ``"fp16"``: half precision (the fastest on a GPU).
+        - ``"bf16"``: bfloat16, fp32's range at half the bytes: for models
+          whose activations overflow fp16 (which would give non-finite
+          vectors, embedded as zeros).
+
+        With ``quantization`` it is the compute dtype; ONNX runs fp32.
     max_seq_length : int, default=256
         Tokens per text; longer texts are truncated on ``truncation_side``.
     batch_size : int, default=32
@@ -164,6 +176,7 @@ default="sentence-transformers"
         ],
         "backend": [Options(("sentence-transformers", "hf-mean-pool", "llm"))],
         "device": [Options(("auto", "cpu", "cuda"))],
+        "precision": [Options(("auto", "fp32", "fp16", "bf16"))],
         "max_seq_length": [Interval(Integral, 1, None)],
         "batch_size": [Interval(Integral, 1, None)],
         "texts": [
@@ -188,6 +201,7 @@ default="sentence-transformers"
             "sentence-transformers", "hf-mean-pool", "llm"
         ] = "sentence-transformers",
         device: Literal["auto", "cpu", "cuda"] = "auto",
+        precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto",
         max_seq_length: int = 256,
         batch_size: int = 32,
         texts: Sequence[str] = ("prompt", "response_a", "response_b"),
@@ -200,6 +214,7 @@ default="sentence-transformers"
         self.model = model
         self.backend = backend
         self.device = device
+        self.precision = precision
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.texts = texts
@@ -284,6 +299,12 @@ default="sentence-transformers"
                 f"backend='sentence-transformers'; got backend={self.backend!r}. "
                 "Set onnx=False."
             )
+        if self.onnx and self.precision not in ("auto", "fp32"):
+            raise InvalidParameterError(
+                f"EmbeddingsBlock: onnx={self.onnx!r} runs in fp32 (int8 weights "
+                f"with 'int8') but precision={self.precision!r}. Use "
+                "precision='auto' or onnx=False."
+            )
         if self.onnx and self.device == "cuda":
             raise InvalidParameterError(
                 f"EmbeddingsBlock: onnx={self.onnx!r} runs on CPU (onnxruntime) but "
@@ -303,6 +324,7 @@ default="sentence-transformers"
             truncation_side=self.truncation_side,
             quantization=self.quantization,
             onnx=self.onnx,
+            precision=resolve_precision(self.precision, device),
         )
 
     # -- encoding -------------------------------------------------------------
