@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shlex
 import sys
@@ -43,7 +42,7 @@ from benchmarks._context import (
     BenchOptions,
     fast_booster_params,
 )
-from benchmarks._report import REPO_ROOT, Section, Table, Target
+from benchmarks._report import REPO_ROOT, Section, Table, Target, relative
 from features import InvalidParameterError, read_battles, truncate_battles
 from models import model_fit_predict, source_families, transfer_table, within_set_cv
 from pipelines import Config, load_config
@@ -222,10 +221,7 @@ def transfer_option_changes(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------- data
 def _shown(path: Path) -> str:
     """``path`` as commands show it: relative to the repository when beside it."""
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(REPO_ROOT.parent):
-        return os.path.relpath(resolved, REPO_ROOT)
-    return str(resolved)
+    return relative(path)
 
 
 def _externals(ctx: BenchContext, max_chars: int | None) -> dict[str, pd.DataFrame]:
