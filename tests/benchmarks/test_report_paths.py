@@ -54,3 +54,14 @@ def test_the_rendered_report_names_no_machine_folder():
     assert str(TMP) + "/" not in text
     assert "--store $TMPDIR/store --corpus ../shared/data/corpus/train.csv" in text
     assert "Data: `../shared/data/corpus/train.csv`" in text
+
+
+def test_the_transfer_command_can_be_typed_as_written():
+    from benchmarks._context import BenchOptions
+    from benchmarks.bench_transfer import _command
+
+    options = BenchOptions.for_quick(corpus=TMP / "corpus" / "train.csv")
+    options.transfer_external = (CORPUS.with_name("arena.csv"),)
+    command = _command(options, "lite")
+    assert "--corpus $TMPDIR/corpus/train.csv " in command  # unquoted: it expands
+    assert "--transfer-external ../shared/data/corpus/arena.csv" in command
