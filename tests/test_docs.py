@@ -212,3 +212,26 @@ def test_the_docs_index_lists_every_page():
     index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
     pages = sorted(p.name for p in (REPO / "docs").glob("*.md") if p.name != "index.md")
     assert [page for page in pages if f"]({page})" not in index] == []
+
+
+def test_the_data_page_explains_every_repair_kind():
+    from features import REPAIR_KINDS
+
+    data = (REPO / "docs" / "data.md").read_text(encoding="utf-8")
+    assert [kind for kind in REPAIR_KINDS if f"`{kind}`" not in data] == []
+
+
+@pytest.mark.parametrize("profile", ["lite", "default"])
+def test_the_profiles_page_explains_every_key_of_a_profile(profile):
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / f"{profile}.yaml").read_text())
+    keys = [
+        f"{section}.{key}" if isinstance(values, dict) else section
+        for section, values in config.items()
+        for key in (values if isinstance(values, dict) else [None])
+    ]
+    page = (REPO / "docs" / "profiles.md").read_text(encoding="utf-8")
+    blocks = config["features"]["blocks"]
+    assert [key for key in keys if f"`{key}`" not in page] == []
+    assert [block for block in blocks if f"| `{block}` |" not in page] == []
