@@ -125,12 +125,14 @@ def test_every_python_block_of_the_page_runs(path, workspace, tmp_path, monkeypa
     assert ran > 0
 
 
-def test_the_blocks_that_do_not_run_are_the_listed_ones():
+def test_the_blocks_that_do_not_run_are_the_listed_ones_and_compile():
     found = {}
     for path in PAGES:
-        reasons = [b.not_run for b in _python_blocks(path) if b.not_run is not None]
-        if reasons:
-            found[path.relative_to(REPO).as_posix()] = reasons
+        skipped = [b for b in _python_blocks(path) if b.not_run is not None]
+        for block in skipped:
+            compile(block.code, f"{block.page}:{block.line}", "exec")
+        if skipped:
+            found[path.relative_to(REPO).as_posix()] = [b.not_run for b in skipped]
     assert found == NOT_RUN
 
 
