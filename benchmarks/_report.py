@@ -11,6 +11,7 @@ import datetime as _dt
 import math
 import os
 import platform
+import re
 import shlex
 import signal
 import statistics
@@ -37,6 +38,7 @@ __all__ = [
     "median",
     "optuna_trial_counts",
     "percentile",
+    "portable_paths",
     "python_module",
     "relative",
     "run_child",
@@ -536,9 +538,64 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-def relative(path: Path) -> str:
-    """``path`` relative to the repository root when inside it (for commands)."""
-    try:
-        return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+def _path_prefixes() -> list[tuple[str, str]]:
+    """Machine folders and how a reader of the repository writes them, longest first.
+
+    The repository root is dropped, its parent folder (where ``../shared/data``
+    lives) becomes ``..``, the temporary folder ``$TMPDIR`` and the home folder
+    ``~``. A prefix that is the file system root is left out: a repository at
+    ``/app`` has ``/`` as parent, and every absolute path would match it.
+    """
+    folders = [
+        (REPO_ROOT, "."),
+        (REPO_ROOT.parent, ".."),
+        (Path(tempfile.gettempdir()).resolve(), "$TMPDIR"),
+        (Path.home().resolve(), "~"),
+    ]
+    prefixes = {}
+    for folder, shown in folders:
+        if folder.parent != folder:  # not the file system root
+            prefixes.setdefault(str(folder), shown)
+    return sorted(prefixes.items(), key=lambda item: -len(item[0]))
+
+
+def relative(path: Path | str) -> str:
+    """``path`` the way a reader of the repository types it (for commands, tables).
+
+    Inside the repository it is relative to the root (``configs/lite.yaml``);
+    beside it, relative to the root as well (``../shared/data/corpus/train.csv``);
+    in the temporary or the home folder it starts with ``$TMPDIR`` or ``~``, so no
+    report names the folders of the machine that ran it. Any other path is kept.
+
+    >>> relative(REPO_ROOT / "configs" / "lite.yaml")
+    'configs/lite.yaml'
+    >>> relative(REPO_ROOT.parent / "shared" / "data" / "corpus" / "train.csv")
+    '../shared/data/corpus/train.csv'
+    """
+    resolved = Path(path).resolve()
+    for prefix, shown in _path_prefixes():
+        folder = Path(prefix)
+        if resolved == folder or folder in resolved.parents:
+            rest = resolved.relative_to(folder)
+            if shown == ".":
+                return str(rest)
+            return shown if str(rest) == "." else f"{shown}/{rest}"
+    return str(path)
+
+
+def portable_paths(text: str) -> str:
+    """``text`` with every machine folder written as :func:`relative` writes it.
+
+    Run over a whole report, it also catches paths that reached the text some
+    other way (a command line as typed, a file name in a log line).
+
+    >>> portable_paths(f"--data {REPO_ROOT.parent}/shared/data/corpus/train.csv")
+    '--data ../shared/data/corpus/train.csv'
+    """
+    for prefix, shown in _path_prefixes():
+        # Only whole paths: not `artifacts/tmp/x`, not `/tmpfiles`.
+        start = rf"(?<![\w./~$-]){re.escape(prefix)}"
+        replacement = "" if shown == "." else f"{shown}/"
+        text = re.sub(rf"{start}/", lambda _, r=replacement: r, text)
+        text = re.sub(rf"{start}(?![\w./-])", lambda _, r=shown: r, text)
+    return text

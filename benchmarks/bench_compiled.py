@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from benchmarks._report import load_average
+from benchmarks._report import load_average, relative
 from features.battles import SWAP_LABELS
 from models import PreferenceModel
 from models.gbdt import stack_rows
@@ -494,9 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     skipped = [e for e in engines if e != "native" and not _available(e)]
     print(
-        f"Booster stage of {args.model} ({', '.join(model.boosters)}; both A/B "
-        f"orders per battle), {os.cpu_count()} cores (threads 'all': each engine's "
-        f"default); load average {load_average()[0]}; "
+        f"Booster stage of {relative(args.model)} ({', '.join(model.boosters)}; "
+        f"both A/B orders per battle), {os.cpu_count()} cores (threads 'all': "
+        f"each engine's default); load average {load_average()[0]}; "
         f"median of {args.repeats} round-robin repeats; max abs dp over the final "
         f"probabilities of {max(batch_sizes):,} battles."
     )

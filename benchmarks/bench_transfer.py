@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import shlex
 import sys
@@ -43,7 +42,14 @@ from benchmarks._context import (
     BenchOptions,
     fast_booster_params,
 )
-from benchmarks._report import REPO_ROOT, Section, Table, Target
+from benchmarks._report import (
+    REPO_ROOT,
+    Section,
+    Table,
+    Target,
+    portable_paths,
+    relative,
+)
 from features import InvalidParameterError, read_battles, truncate_battles
 from models import model_fit_predict, source_families, transfer_table, within_set_cv
 from pipelines import Config, load_config
@@ -222,10 +228,7 @@ def transfer_option_changes(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------- data
 def _shown(path: Path) -> str:
     """``path`` as commands show it: relative to the repository when beside it."""
-    resolved = Path(path).resolve()
-    if resolved.is_relative_to(REPO_ROOT.parent):
-        return os.path.relpath(resolved, REPO_ROOT)
-    return str(resolved)
+    return relative(path)
 
 
 def _externals(ctx: BenchContext, max_chars: int | None) -> dict[str, pd.DataFrame]:
@@ -318,7 +321,7 @@ def _command(options: BenchOptions, profile: str) -> str:
     argv = ["python", "-m", "benchmarks.bench_transfer"]
     if options.quick:
         argv.append("--quick")
-    argv += ["--corpus", _shown(options.corpus)]
+    argv += ["--corpus", str(Path(options.corpus).resolve())]
     if options.n_rows is not None:
         argv += ["--n-rows", str(options.n_rows)]
     if options.seed:
@@ -326,7 +329,7 @@ def _command(options: BenchOptions, profile: str) -> str:
     argv += ["--profiles", profile, "--transfer-folds", str(options.transfer_folds)]
     if options.transfer_external:
         for path in options.transfer_external:
-            argv += ["--transfer-external", _shown(path)]
+            argv += ["--transfer-external", str(Path(path).resolve())]
     else:
         argv.append("--no-transfer-external")
     if options.transfer_holdout is not None:
@@ -345,7 +348,8 @@ def _command(options: BenchOptions, profile: str) -> str:
         overrides = overrides[len(QUICK_OVERRIDES) :]
     for override in overrides:
         argv += ["--set", override]
-    return shlex.join(argv)
+    # Paths after quoting, so that `$TMPDIR/...` stays unquoted and expands.
+    return portable_paths(shlex.join(argv))
 
 
 def _display_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -33,7 +33,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks._context import BenchContext, BenchOptions
-from benchmarks._report import REPO_ROOT, Section, Target, load_average, machine_info
+from benchmarks._report import (
+    REPO_ROOT,
+    Section,
+    Target,
+    load_average,
+    machine_info,
+    portable_paths,
+)
 from benchmarks.bench_transfer import add_transfer_arguments, transfer_option_changes
 
 __all__ = ["SECTIONS", "main", "options_from_args", "render", "section_parser"]
@@ -370,7 +377,8 @@ def render(blocks: dict[str, str], machine: dict, command: str) -> str:
         "",
     ]
     parts += [blocks[key] + "\n" for key in order]
-    return "\n".join(parts).rstrip() + "\n"
+    # A reader's paths, not the folders of the machine that ran it.
+    return portable_paths("\n".join(parts).rstrip() + "\n")
 
 
 def _anchor(block: str) -> str:

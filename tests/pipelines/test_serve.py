@@ -1050,21 +1050,20 @@ def _pip_installs(lines: list[str]) -> list[list[str]]:
     return installs
 
 
-def test_dockerfile_installs_what_the_readme_and_makefile_install():
+def test_dockerfile_installs_what_the_serving_docs_and_makefile_install():
     dockerfile = (REPO / "Dockerfile").read_text()
-    readme = (REPO / "README.md").read_text()
+    serving = (REPO / "docs" / "serving.md").read_text()
     makefile = (REPO / "Makefile").read_text()
-    serving = readme.split("## Serving", 1)[1].split("\n## ", 1)[0]
     torch_pin = re.search(r"pip install --quiet (torch==\S+)", makefile).group(1)
     runs = [m.group(1) for m in re.finditer(r"^RUN (.*(?:\\\n.*)*)", dockerfile, re.M)]
     docker_installs = [i for i in _pip_installs(runs) if i]
-    readme_block = re.search(r"```bash\n(.*?)```", serving, re.S).group(1)
-    readme_installs = _pip_installs(readme_block.splitlines())
+    docs_block = re.search(r"```bash\n(.*?)```", serving, re.S).group(1)
+    docs_installs = _pip_installs(docs_block.splitlines())
     assert docker_installs[0] == [torch_pin], "torch (the CPU pin) must come first"
-    assert readme_installs[0] == [torch_pin]
+    assert docs_installs[0] == [torch_pin]
     # The service installs the versions the tests ran with (constraints.txt).
     assert docker_installs[1:] == [["-c constraints.txt", ".[serve]"]]
-    assert readme_installs[1:] == [["-c constraints.txt", ".[serve]"]]
+    assert docs_installs[1:] == [["-c constraints.txt", ".[serve]"]]
     assert "-c constraints.txt -e '.[dev]'" in makefile
     assert re.search(r"^COPY .*\bconstraints\.txt\b", dockerfile, re.M)
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
