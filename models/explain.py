@@ -172,8 +172,7 @@ def _anchor_parts(
     n_rows = X.shape[0]
     if anchor is None:
         return [], np.zeros((n_rows, 3, 0)), np.zeros((n_rows, 3))
-    covariates = anchor._covariates(X, columns)
-    half = covariates * anchor.coef_ / 2
+    half = anchor.margin_terms(X, columns) / 2
     terms = np.zeros((n_rows, 3, len(anchor.columns_)))
     terms[:, _A], terms[:, _B] = half, -half
     init = anchor.log_proba(X, columns)
@@ -292,7 +291,7 @@ def score_parts(
 
 
 def explain_frame(
-    parts: ScoreParts,
+    parts: ScoreParts | None,
     table: pd.DataFrame,
     predicted: NDArray[np.int64],
     top: int,
@@ -301,8 +300,8 @@ def explain_frame(
 
     Parameters
     ----------
-    parts : ScoreParts
-        The battles' score parts.
+    parts : ScoreParts or None
+        The battles' score parts; None for no battles.
     table : DataFrame
         The canonical battles (``prompt``, ``response_a``, ``response_b``).
     predicted : ndarray of int
@@ -316,6 +315,9 @@ def explain_frame(
     DataFrame
         Columns ``id, predicted, rank, concept, toward, weight, sentence``.
     """
+    columns = ["id", "predicted", "rank", "concept", "toward", "weight", "sentence"]
+    if parts is None:
+        return pd.DataFrame(columns=columns)
     weights = parts.by_concept()
     rows = []
     for i, (battle_id, concept_weights) in enumerate(weights.iterrows()):
@@ -340,5 +342,4 @@ def explain_frame(
                     "sentence": SENTENCES[concept](facts, toward),
                 }
             )
-    columns = ["id", "predicted", "rank", "concept", "toward", "weight", "sentence"]
     return pd.DataFrame(rows, columns=columns)

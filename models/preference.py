@@ -727,6 +727,8 @@ class PreferenceModel(BaseEstimator):
             )
         self._check_fitted()
         table, features = self._features(battles)
+        if table.empty:
+            return explain_frame(None, table, np.empty(0, np.int64), int(top))
         parts = score_parts(self, table["id"].tolist(), features.values)
         predicted = self.predict_proba(table).argmax(axis=1)
         return explain_frame(parts, table, predicted, int(top))

@@ -261,3 +261,19 @@ def test_saved_model_explains_the_same(anchored, demo_frame, tmp_path):
     pd.testing.assert_frame_equal(
         loaded.explain(battles, top=3), anchored.explain(battles, top=3)
     )
+
+
+def test_anchor_terms_add_up_to_its_a_minus_b_log_odds(anchored, demo_frame):
+    features = anchored.pipeline_.transform(demo_frame.iloc[:30])
+    columns = anchored.feature_names_out_
+    terms = anchored.anchor_.margin_terms(features.values, columns)
+    log_proba = anchored.anchor_.log_proba(features.values, columns)
+    np.testing.assert_allclose(
+        terms.sum(axis=1), log_proba[:, 0] - log_proba[:, 1], rtol=0, atol=1e-12
+    )
+
+
+def test_explain_of_no_battles_is_an_empty_table(anchored, demo_frame):
+    table = anchored.explain(demo_frame.iloc[:0], top=3)
+    assert list(table.columns) == COLUMNS
+    assert table.empty
