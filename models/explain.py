@@ -101,8 +101,22 @@ Anchor terms are matched by their covariate name (``anchor:d_len_tokens_tanh``
 is "length"). A name no pattern matches is "other".
 """
 
-CONCEPTS: tuple[str, ...] = (*dict.fromkeys(c for _, c in CONCEPT_PATTERNS), "other")
-"""Every concept an explanation can name, "other" last."""
+CONCEPTS: tuple[str, ...] = (
+    "length",
+    "markdown style",
+    "refusal or empty answer",
+    "cut-off answer",
+    "readability",
+    "tone",
+    "language",
+    "similarity",
+    "content",
+    "prompt",
+    "position",
+    "other",
+)
+"""Every concept an explanation can name: those of :data:`CONCEPT_PATTERNS`
+and "other"."""
 
 _COMPILED = tuple(
     (re.compile(pattern), concept) for pattern, concept in CONCEPT_PATTERNS

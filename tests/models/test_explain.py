@@ -10,7 +10,8 @@ from sklearn.exceptions import NotFittedError
 from features.battles import SWAP_LABELS, as_battles, read_battles, swap
 from features.errors import InvalidParameterError
 from models import PreferenceModel
-from models.explain import CONCEPTS, ScoreParts, concept_of
+from models._sentences import SENTENCES
+from models.explain import CONCEPT_PATTERNS, CONCEPTS, ScoreParts, concept_of
 from pipelines.make_demo_data import make_demo_battles
 
 FAST = {
@@ -186,8 +187,10 @@ def test_unknown_feature_falls_into_other_and_is_kept():
     assert weights.loc["1", "other"] == pytest.approx(0.5)
 
 
-def test_concepts_list_ends_with_other():
-    assert CONCEPTS[-1] == "other"
+def test_every_concept_has_a_pattern_and_a_sentence():
+    patterned = {concept for _, concept in CONCEPT_PATTERNS}
+    assert sorted(patterned | {"other"}) == sorted(CONCEPTS)
+    assert sorted(SENTENCES) == sorted(CONCEPTS)
     assert len(set(CONCEPTS)) == len(CONCEPTS)
 
 
