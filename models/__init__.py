@@ -3,6 +3,7 @@
 import features._openmp  # noqa: F401  # before LightGBM or XGBoost load libgomp
 from models.artifact import FORMAT_VERSION, ModelIntegrityError
 from models.calibration import TemperatureScaler
+from models.explain import CONCEPTS, ScoreParts
 from models.folds import make_folds, prompt_groups, subsample_groups
 from models.label_shift import adjust_to_prior, estimate_prior_em
 from models.metrics import multiclass_log_loss
@@ -19,10 +20,12 @@ from models.transfer import (
 )
 
 __all__ = [
+    "CONCEPTS",
     "FORMAT_VERSION",
     "BoosterStacker",
     "ModelIntegrityError",
     "PreferenceModel",
+    "ScoreParts",
     "TemperatureScaler",
     "adjust_to_prior",
     "decisive_auc",

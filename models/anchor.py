@@ -107,8 +107,17 @@ class StyleAnchor:
             picked = picked.toarray()
         return np.asarray(picked, dtype=np.float64)
 
-    def log_proba(self, X: Any, columns: Sequence[str]) -> NDArray[np.float64]:
-        """Log-probabilities (n, 3): the boosters' starting score."""
+    def margin_terms(self, X: Any, columns: Sequence[str]) -> NDArray[np.float64]:
+        """Each covariate's share ``coef * x`` (n, n_covariates) of the margin ``m``.
+
+        The rows sum to the A-minus-B margin: the logits are ``(m / 2, -m / 2,
+        tie_logit_)``, so these terms split the anchor's score exactly
+        (:mod:`models.explain`).
+        """
+        self._check_columns(columns)
+        return self._covariates(X, columns) * self.coef_
+
+    def _check_columns(self, columns: Sequence[str]) -> None:
         if not hasattr(self, "coef_"):
             raise NotFittedError("This StyleAnchor is not fitted; call fit first.")
         missing = sorted(set(self.columns_) - set(columns))
@@ -117,6 +126,10 @@ class StyleAnchor:
                 f"the feature matrix lacks the anchor's columns {missing}; predict "
                 "with the blocks the model was fitted with."
             )
+
+    def log_proba(self, X: Any, columns: Sequence[str]) -> NDArray[np.float64]:
+        """Log-probabilities (n, 3): the boosters' starting score."""
+        self._check_columns(columns)
         margin = self._covariates(X, columns) @ self.coef_
         logits = np.column_stack(
             [margin / 2, -margin / 2, np.full(len(margin), self.tie_logit_)]

@@ -153,8 +153,22 @@ class LightGBMBooster(_Booster):
         raw = self.model_.predict(X, num_iteration=self.best_iteration_, raw_score=True)
         return _softmax(np.asarray(raw).reshape(-1, 3) + init_score)
 
-    def contributions(self, X: Matrix) -> NDArray[np.float64]:
-        """Per-class SHAP-style contributions (n, 3, n_features + 1)."""
+    def raw_score(
+        self, X: Matrix, init_score: NDArray | None = None
+    ) -> NDArray[np.float64]:
+        """Raw scores (n, 3) before the softmax: ``init_score`` plus the trees."""
+        raw = self.model_.predict(X, num_iteration=self.best_iteration_, raw_score=True)
+        raw = np.asarray(raw, dtype=np.float64).reshape(-1, 3)
+        return raw if init_score is None else raw + init_score
+
+    def contributions(
+        self, X: Matrix, init_score: NDArray | None = None
+    ) -> NDArray[np.float64]:
+        """Per-class SHAP-style contributions (n, 3, n_features + 1).
+
+        The last column is the bias (with ``init_score`` added); each row
+        sums to :meth:`raw_score`.
+        """
         raw = self.model_.predict(
             X, num_iteration=self.best_iteration_, pred_contrib=True
         )
@@ -164,8 +178,11 @@ class LightGBMBooster(_Booster):
                 if isinstance(raw, list)
                 else raw.toarray()
             )
-        raw = np.asarray(raw)
-        return raw.reshape(raw.shape[0], 3, -1)
+        raw = np.asarray(raw, dtype=np.float64)
+        contributions = raw.reshape(raw.shape[0], 3, -1)
+        if init_score is not None:
+            contributions[:, :, -1] += init_score
+        return contributions
 
     @classmethod
     def load(cls, path: Path, best_iteration: int) -> LightGBMBooster:
@@ -249,13 +266,32 @@ class XGBoostBooster(_Booster):
         )
         return np.asarray(proba, dtype=np.float64).reshape(-1, 3)
 
-    def contributions(self, X: Matrix) -> NDArray[np.float64]:
-        """Per-class SHAP contributions (n, 3, n_features + 1)."""
+    def raw_score(
+        self, X: Matrix, init_score: NDArray | None = None
+    ) -> NDArray[np.float64]:
+        """Raw scores (n, 3) before the softmax: ``init_score`` plus the trees."""
+        margin = self.model_.inplace_predict(
+            X,
+            iteration_range=(0, self.best_iteration_),
+            base_margin=init_score,
+            predict_type="margin",
+        )
+        return np.asarray(margin, dtype=np.float64).reshape(-1, 3)
+
+    def contributions(
+        self, X: Matrix, init_score: NDArray | None = None
+    ) -> NDArray[np.float64]:
+        """Per-class SHAP contributions (n, 3, n_features + 1).
+
+        The last column is the bias (``init_score`` when given, else the
+        model's base score, plus the trees' expected value); each row sums
+        to :meth:`raw_score` up to float32 rounding.
+        """
         import xgboost as xgb
 
         return np.asarray(
             self.model_.predict(
-                xgb.DMatrix(X),
+                xgb.DMatrix(X, base_margin=init_score),
                 pred_contribs=True,
                 iteration_range=(0, self.best_iteration_),
             ),

@@ -37,6 +37,7 @@ from models.anchor import StyleAnchor
 from models.artifact import MODEL_FILE, read_model_dir, reading_file, write_model_dir
 from models.calibration import TemperatureScaler
 from models.dask_engine import ENGINES, SCHEDULER_FORMS, is_scheduler, open_engine
+from models.explain import ScoreParts, explain_frame, score_parts
 from models.gbdt import (
     BOOSTERS,
     FoldResult,
@@ -657,51 +658,80 @@ class PreferenceModel(BaseEstimator):
         self.target_prior_ = tie_only_prior(self.train_prior_, tie_share)
         return self
 
-    def explain(self, battles: Any, top: int = 5) -> pd.DataFrame:
-        """Each battle's strongest feature contributions to its predicted class.
+    def explain_scores(self, battles: Any, *, booster: str | None = None) -> ScoreParts:
+        """The exact parts of each battle's raw score, per class.
 
-        Contributions are the boosters' own (LightGBM ``pred_contrib``,
-        XGBoost ``pred_contribs``), in raw-score units, averaged over folds and
-        booster kinds.
+        The raw score of one booster kind is the anchor's log-probabilities
+        plus the fold-averaged trees' raw output (swap-averaged when
+        ``swap_average``); it is split into one term per anchor covariate,
+        one tree contribution per feature, an anchor bias and a tree bias
+        (:mod:`models.explain`). ``contributions.sum(axis=2)`` equals ``raw``
+        up to float rounding (float32 for XGBoost).
+
+        Parameters
+        ----------
+        battles : DataFrame, list of dict or dict of lists
+            Kaggle layout (JSON strings) or the canonical table.
+        booster : str or None, default=None
+            The booster kind to split ("lightgbm", "xgboost"); None splits the
+            stacker's blend of the kinds (their raw scores weighted by the
+            blend weights, equally for a logistic-regression stacker).
+
+        Returns
+        -------
+        models.explain.ScoreParts
+
+        Raises
+        ------
+        InvalidParameterError
+            ``booster`` is not one of the model's booster kinds.
+        """
+        self._check_fitted()
+        table, features = self._features(battles)
+        return score_parts(self, table["id"].tolist(), features.values, booster=booster)
+
+    def explain(self, battles: Any, top: int = 5) -> pd.DataFrame:
+        """Each battle's strongest reasons, by concept, in plain words.
+
+        The A-minus-B raw score (the stacker's blend of the booster kinds, see
+        :meth:`explain_scores`) is split into concepts (length, markdown
+        style, refusal or empty answer, readability, similarity, content,
+        ...; :data:`models.explain.CONCEPT_PATTERNS`); the ``top`` with the
+        largest |weight| are returned, each with a sentence computed from the
+        battle's texts. The weights of all concepts of a battle add up to its
+        A-minus-B raw score.
+
+        Parameters
+        ----------
+        battles : DataFrame, list of dict or dict of lists
+            Kaggle layout (JSON strings) or the canonical table.
+        top : int, default=5
+            Concepts per battle (>= 1).
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``id, predicted, rank, feature, value, contribution``.
+            Columns ``id, predicted, rank, concept, toward, weight, sentence``:
+            ``toward`` is "A" for a weight > 0 and "B" for one < 0; a weight
+            is in raw-score (log-odds) units of A over B.
+
+        Raises
+        ------
+        InvalidParameterError
+            ``top`` is not an int >= 1.
         """
+        if isinstance(top, bool) or not isinstance(top, Integral) or top < 1:
+            raise InvalidParameterError(
+                f"explain's 'top' must be an int >= 1 (concepts per battle). "
+                f"Got {top!r}."
+            )
         self._check_fitted()
         table, features = self._features(battles)
-        proba = self.predict_proba(table)
-        predicted = proba.argmax(axis=1)
-        contributions = np.mean(
-            [
-                np.mean(
-                    [m.contributions(features.values) for m in result.models], axis=0
-                )
-                for result in self.fold_results_.values()
-            ],
-            axis=0,
-        )[:, :, :-1]
-        values = features.values
-        rows = []
-        for i, cls in enumerate(predicted):
-            row_contrib = contributions[i, cls]
-            order = np.argsort(-np.abs(row_contrib))[:top]
-            row_values = (
-                values[i].toarray().ravel() if hasattr(values, "toarray") else values[i]
-            )
-            for rank, j in enumerate(order, start=1):
-                rows.append(
-                    {
-                        "id": table["id"].iloc[i],
-                        "predicted": CLASSES[cls],
-                        "rank": rank,
-                        "feature": self.feature_names_out_[j],
-                        "value": float(row_values[j]),
-                        "contribution": float(row_contrib[j]),
-                    }
-                )
-        return pd.DataFrame(rows)
+        if table.empty:
+            return explain_frame(None, table, np.empty(0, np.int64), int(top))
+        parts = score_parts(self, table["id"].tolist(), features.values)
+        predicted = self.predict_proba(table).argmax(axis=1)
+        return explain_frame(parts, table, predicted, int(top))
 
     # ---------------------------------------------------------- save/load
     def save(self, directory: str | Path, *, attachments: Path | None = None) -> Path:

@@ -172,18 +172,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _explanations(table: pd.DataFrame | None) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _explanations(table: pd.DataFrame | None) -> dict[str, list[dict[str, Any]]]:
+    """Each battle's explanation rows (:meth:`PreferenceModel.explain`) by id."""
+    out: dict[str, list[dict[str, Any]]] = {}
     if table is None:
         return out
     for row in table.itertuples(index=False):
-        entry = out.setdefault(row.id, {"class": row.predicted, "features": []})
-        value = float(row.value)
-        entry["features"].append(
+        out.setdefault(row.id, []).append(
             {
-                "feature": row.feature,
-                "value": value if math.isfinite(value) else None,
-                "contribution": float(row.contribution),
+                "concept": row.concept,
+                "toward": row.toward,
+                "weight": float(row.weight),
+                "sentence": row.sentence,
             }
         )
     return out
@@ -285,18 +285,12 @@ class _Service:
         assert self.loaded is not None and self.batcher is not None
         try:
             body = await _read_body(request, self.settings.max_body_bytes)
-            n_features = int(self.loaded.model.n_features_in_)
             if len(body) > _PARSE_IN_THREAD_BYTES:
                 parsed = await asyncio.to_thread(
-                    parse_predict_body,
-                    body,
-                    max_battles=self.settings.max_batch,
-                    n_features=n_features,
+                    parse_predict_body, body, max_battles=self.settings.max_batch
                 )
             else:
-                parsed = parse_predict_body(
-                    body, max_battles=self.settings.max_batch, n_features=n_features
-                )
+                parsed = parse_predict_body(body, max_battles=self.settings.max_batch)
         except RequestError as err:
             return JSONResponse({"error": err.to_dict()}, status_code=err.status)
         except ClientDisconnect:
@@ -316,7 +310,7 @@ class _Service:
             prediction: dict[str, Any] = {"id": battle_id}
             prediction.update(zip(CLASSES, row, strict=True))
             if parsed.explain:
-                prediction["explanation"] = explanations.get(battle_id)
+                prediction["explanation"] = explanations.get(battle_id, [])
             predictions.append(prediction)
         return JSONResponse(
             {

@@ -20,6 +20,7 @@ import pandas as pd
 
 from features.battles import TEXT_COLUMNS, as_battles, repair_report
 from features.errors import BattleFormatError, UserInputError
+from models.explain import CONCEPTS
 
 __all__ = ["PredictRequest", "RequestError", "parse_predict_body"]
 
@@ -83,7 +84,7 @@ class PredictRequest:
     class_prior : tuple of float or None
         Target class prior (A, B, tie), or None for the model's own.
     explain : int or None
-        Number of top feature contributions to return per battle.
+        Number of top concepts to explain per battle.
     """
 
     battles: pd.DataFrame
@@ -211,27 +212,26 @@ def _class_prior(value: Any) -> tuple[float, float, float] | None:
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
-def _explain(value: Any, n_features: int) -> int | None:
+def _explain(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise RequestError(
-            "explain must be a positive integer k (the k strongest feature "
-            f"contributions per battle); got {json.dumps(value)[:80]}.",
+            "explain must be a positive integer k (the k strongest concepts per "
+            f"battle); got {json.dumps(value)[:80]}.",
             field="explain",
         )
-    if value > n_features:
+    if value > len(CONCEPTS):
         raise RequestError(
-            f"explain asks for {value} contributions but the model has "
-            f"{n_features} features. Send explain <= {n_features}.",
+            f"explain asks for {value} concepts but explanations have at most "
+            f"{len(CONCEPTS)} ({', '.join(CONCEPTS)}). Send explain <= "
+            f"{len(CONCEPTS)}.",
             field="explain",
         )
     return value
 
 
-def parse_predict_body(
-    body: bytes, *, max_battles: int, n_features: int
-) -> PredictRequest:
+def parse_predict_body(body: bytes, *, max_battles: int) -> PredictRequest:
     """Check a ``POST /v1/predict`` body and read its battles.
 
     Parameters
@@ -240,8 +240,6 @@ def parse_predict_body(
         The raw request body.
     max_battles : int
         Most battles one request may hold.
-    n_features : int
-        Features of the model (the largest ``explain`` allowed).
 
     Returns
     -------
@@ -259,7 +257,7 @@ def parse_predict_body(
     >>> battle = {"id": 7, "prompt": "Hi", "response_a": ["Hey"],
     ...           "response_b": '["Hello"]'}
     >>> body = json.dumps({"battles": [battle]}).encode()
-    >>> request = parse_predict_body(body, max_battles=10, n_features=5)
+    >>> request = parse_predict_body(body, max_battles=10)
     >>> request.battles.loc[0, ["id", "prompt", "response_b"]].tolist()
     ['7', ['Hi'], ['Hello']]
     """
@@ -299,7 +297,7 @@ def parse_predict_body(
             field="battles",
         )
     class_prior = _class_prior(data.get("class_prior"))
-    explain = _explain(data.get("explain"), n_features)
+    explain = _explain(data.get("explain"))
     records = [_battle(value, index) for index, value in enumerate(battles)]
     try:
         table = as_battles(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from features.battles import CLASSES
+from models.explain import CONCEPTS
 
 __all__ = ["DOCS_HTML", "openapi_schema"]
 
@@ -69,21 +70,41 @@ def openapi_schema(*, max_batch: int, max_body_bytes: int) -> dict[str, Any]:
             "id": {"type": "string"},
             **probabilities,
             "explanation": {
-                "type": "object",
-                "description": "Only with `explain`: the k strongest feature "
-                "contributions (raw-score units) to the class the model predicts "
-                "before any class_prior shift.",
-                "properties": {
-                    "class": {"type": "string", "enum": list(CLASSES)},
-                    "features": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "feature": {"type": "string"},
-                                "value": {"type": ["number", "null"]},
-                                "contribution": {"type": "number"},
-                            },
+                "type": "array",
+                "description": "Only with `explain`: the k concepts that weigh "
+                "most in the model's A-versus-B score, strongest first "
+                "(docs/explanations.md). The weights of all concepts add up to "
+                "that score.",
+                "example": [
+                    {
+                        "concept": "length",
+                        "toward": "B",
+                        "weight": -1.31,
+                        "sentence": "B is 21.0× longer (21 vs 1 characters)",
+                    },
+                    {
+                        "concept": "similarity",
+                        "toward": "B",
+                        "weight": -0.14,
+                        "sentence": "the answers share 20% of their words; A "
+                        "repeats 0% of the prompt's words, B 67%",
+                    },
+                ],
+                "items": {
+                    "type": "object",
+                    "required": ["concept", "toward", "weight", "sentence"],
+                    "properties": {
+                        "concept": {"type": "string", "enum": list(CONCEPTS)},
+                        "toward": {"type": "string", "enum": ["A", "B"]},
+                        "weight": {
+                            "type": "number",
+                            "description": "Share of the raw A-minus-B score "
+                            "(log-odds units): > 0 toward A, < 0 toward B.",
+                        },
+                        "sentence": {
+                            "type": "string",
+                            "description": "The concept in this battle, in "
+                            "plain words.",
                         },
                     },
                 },
@@ -201,8 +222,9 @@ def openapi_schema(*, max_batch: int, max_body_bytes: int) -> dict[str, Any]:
                         "explain": {
                             "type": "integer",
                             "minimum": 1,
-                            "description": "Return the k strongest feature "
-                            "contributions per battle.",
+                            "maximum": len(CONCEPTS),
+                            "description": "Return the k strongest concepts "
+                            "(length, markdown style, refusal, ...) per battle.",
                         },
                     },
                     "example": {
@@ -213,7 +235,8 @@ def openapi_schema(*, max_batch: int, max_body_bytes: int) -> dict[str, Any]:
                                 "response_a": "4",
                                 "response_b": ["It is 4, since 2+2=4."],
                             }
-                        ]
+                        ],
+                        "explain": 2,
                     },
                 },
                 "PredictResponse": {

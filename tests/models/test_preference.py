@@ -183,23 +183,6 @@ def test_fit_prior_estimates_a_lower_tie_rate_on_tie_poor_data(demo_frame):
     assert after < before
 
 
-def test_explain_returns_top_contributions_per_battle(fitted, demo_frame):
-    table = fitted.explain(demo_frame.iloc[:4], top=3)
-    assert list(table.columns) == [
-        "id",
-        "predicted",
-        "rank",
-        "feature",
-        "value",
-        "contribution",
-    ]
-    assert len(table) == 12
-    assert set(table["feature"]) <= set(fitted.feature_names_out_)
-    for _, rows in table.groupby("id"):
-        magnitudes = rows.sort_values("rank")["contribution"].abs().to_numpy()
-        assert np.all(np.diff(magnitudes) <= 1e-12)
-
-
 # ---------------------------------------------------------- persistence
 def test_save_load_gives_identical_predictions(fitted, demo_frame, tmp_path):
     fitted.save(tmp_path / "model")

@@ -341,29 +341,6 @@ def test_class_prior_shifts_predictions_as_predict_proba_does(
     assert np.allclose(_proba(body), expected, rtol=0, atol=1e-9)
 
 
-def test_explain_returns_the_models_top_k_contributions(
-    client, demo_frame, local_model
-):
-    frame = demo_frame.iloc[:3]
-    body = client.post(
-        "/v1/predict", json={"battles": _records(frame), "explain": 4}
-    ).json()
-    expected = local_model.explain(read_battles(frame), top=4)
-    for prediction in body["predictions"]:
-        rows = expected[expected["id"] == prediction["id"]]
-        explanation = prediction["explanation"]
-        assert explanation["class"] == rows["predicted"].iloc[0]
-        assert [f["feature"] for f in explanation["features"]] == rows[
-            "feature"
-        ].tolist()
-        assert np.allclose(
-            [f["contribution"] for f in explanation["features"]],
-            rows["contribution"].to_numpy(),
-            rtol=0,
-            atol=1e-9,
-        )
-
-
 # -------------------------------------------------------------- bad input
 _GOOD = {"id": "1", "prompt": "q", "response_a": "a", "response_b": "b"}
 BAD_BODIES = {
@@ -451,12 +428,12 @@ BAD_BODIES = {
         None,
         "positive integer",
     ),
-    "explain over the features": (
+    "explain over the concepts": (
         json.dumps({"battles": [_GOOD], "explain": 10_000}).encode(),
         422,
         "explain",
         None,
-        "the model has",
+        "explanations have at most",
     ),
     "too many battles": (
         json.dumps(
