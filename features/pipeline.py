@@ -89,7 +89,10 @@ class FeaturePipeline:
         Block name -> params, in output column order (``features.blocks`` of
         a profile).
     store : FeatureStore or None, default=None
-        Cache for block outputs; None computes everything.
+        Cache for block outputs; None computes everything. Blocks that embed
+        texts (``embeddings``) also keep each text's vector in the store's
+        per-text cache (:mod:`features.text_cache`), so a subset or superset
+        of battles seen before encodes only the texts it has not seen.
     verbose : bool, default=False
         Show progress bars (row chunks when parallel, and inside blocks).
     n_jobs : int or None, default=None
@@ -145,6 +148,8 @@ class FeaturePipeline:
             }
         for block in self.blocks_.values():
             block.progress = self.verbose
+            if getattr(block, "uses_text_cache", False):
+                block.text_store = self.store
 
     def _read_cache(
         self, battles: pd.DataFrame, mode: RunMode, run: _RunRecord
