@@ -32,8 +32,8 @@ from features.blocks._encoders import (
 )
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.errors import InvalidParameterError
-from features.text_cache import TextVectorCache
 from features.text import joined_texts, paired_matrix
+from features.text_cache import TextVectorCache
 from features.validation import (
     Interval,
     Options,
