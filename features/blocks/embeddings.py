@@ -369,7 +369,7 @@ default="sentence-transformers"
             "max_seq_length": spec.max_seq_length,
             "truncation_side": spec.truncation_side,
         }
-        return TextVectorCache(self.text_store.root, namespace)
+        return self.text_store.text_cache(namespace)
 
     def _embed_unique(
         self, unique: list[str], spec: EncoderSpec, cache: TextVectorCache | None

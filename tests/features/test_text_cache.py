@@ -255,3 +255,24 @@ def test_minilm_vectors_from_the_cache_equal_fresh_ones(tmp_path, hand_battles):
     )
     assert pipeline.blocks_["embeddings"].text_counts_["cached"] > 0
     np.testing.assert_allclose(cached.values, fresh.values, atol=2e-5)
+
+
+def test_a_pipeline_of_fitted_blocks_without_output_cache_fills_only_the_text_cache(
+    tmp_path, hand_battles, loads
+):
+    store = FeatureStore(tmp_path)
+    fitted = FeaturePipeline({"embeddings": FAKE, "lengths": {}})
+    expected = fitted.fit_transform(hand_battles)
+
+    pipeline = FeaturePipeline.from_fitted(
+        fitted.blocks_, store=store, cache_outputs=False
+    )
+    matrix = pipeline.transform(hand_battles)
+
+    np.testing.assert_array_equal(matrix.values, expected.values)
+    assert store.keys() == []
+    assert (tmp_path / "texts").is_dir()
+    assert [s["cache"] for s in pipeline.stats_] == ["-", "-"]
+    again = FeaturePipeline({"embeddings": FAKE}, store=store)
+    again.fit_transform(hand_battles)
+    assert again.blocks_["embeddings"].text_counts_["encoded"] == 0
