@@ -89,7 +89,10 @@ class FeaturePipeline:
         Block name -> params, in output column order (``features.blocks`` of
         a profile).
     store : FeatureStore or None, default=None
-        Cache for block outputs; None computes everything.
+        Cache for block outputs; None computes everything. Blocks that embed
+        texts (``embeddings``) also keep each text's vector in the store's
+        per-text cache (:mod:`features.text_cache`), so a subset or superset
+        of battles seen before encodes only the texts it has not seen.
     verbose : bool, default=False
         Show progress bars (row chunks when parallel, and inside blocks).
     n_jobs : int or None, default=None
@@ -97,13 +100,18 @@ class FeaturePipeline:
         serial, -1 one per core. Batches under ``2 * MIN_ROWS_PER_JOB`` rows
         run serially (:mod:`features.parallel`). Not part of any cache key:
         the output does not depend on it.
+    cache_outputs : bool, default=True
+        Read and write the blocks' outputs in ``store``. False leaves the
+        store only its per-text cache: a distributed build does so per
+        partition, then stores the whole table's outputs once.
 
     Attributes
     ----------
     blocks_ : dict of str to FeatureBlock
         The fitted blocks.
     stats_ : list of dict
-        Per block of the last run: columns, rows, seconds, rows/s, cache.
+        Per block of the last run: columns, rows, seconds, rows/s, cache,
+        and whether its output is sparse.
     """
 
     def __init__(
@@ -113,11 +121,36 @@ class FeaturePipeline:
         store: FeatureStore | None = None,
         verbose: bool = False,
         n_jobs: int | None = None,
+        cache_outputs: bool = True,
     ) -> None:
         self.blocks = blocks
         self.store = store
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.cache_outputs = cache_outputs
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: Mapping[str, FeatureBlock], **kwargs: Any
+    ) -> FeaturePipeline:
+        """A pipeline whose :meth:`transform` runs the already fitted ``fitted``.
+
+        ``kwargs`` are the other parameters (``store``, ``verbose``, ...). The
+        blocks are used, not copied.
+
+        Examples
+        --------
+        >>> from features.blocks import make_block
+        >>> pipeline = FeaturePipeline.from_fitted({"lengths": make_block("lengths")})
+        >>> list(pipeline.blocks_)
+        ['lengths']
+        """
+        pipeline = cls(
+            {name: block.get_params(deep=False) for name, block in fitted.items()},
+            **kwargs,
+        )
+        pipeline.blocks_ = dict(fitted)
+        return pipeline
 
     def _run(self, battles: pd.DataFrame, mode: RunMode) -> FeatureMatrix:
         """Reuse what the store holds, fit and transform the rest, store it."""
@@ -145,6 +178,8 @@ class FeaturePipeline:
             }
         for block in self.blocks_.values():
             block.progress = self.verbose
+            if getattr(block, "uses_text_cache", False):
+                block.text_store = self.store
 
     def _read_cache(
         self, battles: pd.DataFrame, mode: RunMode, run: _RunRecord
@@ -153,7 +188,7 @@ class FeaturePipeline:
 
         A hit in a fit also restores the block's fitted state from the entry.
         """
-        if self.store is None:
+        if self.store is None or not self.cache_outputs:
             return
         fingerprint = battle_fingerprint(battles)
         for name, block in self.blocks_.items():
@@ -210,7 +245,7 @@ class FeaturePipeline:
 
         Only a fit's entry holds the fitted state: a transform's cannot restore one.
         """
-        if self.store is None:
+        if self.store is None or not self.cache_outputs:
             return
         for name in names:
             block = self.blocks_[name]
@@ -227,7 +262,7 @@ class FeaturePipeline:
             matrix = run.outputs[name]
             seconds = run.seconds[name]
             cache = "-"
-            if self.store is not None:
+            if self.store is not None and self.cache_outputs:
                 cache = "miss" if name in computed else "hit"
             stats.append(
                 {
@@ -237,6 +272,7 @@ class FeaturePipeline:
                     "seconds": round(seconds, 6),
                     "rows_per_s": round(matrix.n_rows / max(seconds, 1e-9), 1),
                     "cache": cache,
+                    "sparse": matrix.is_sparse,
                 }
             )
             logger.info(

@@ -29,12 +29,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.text_cache import TEXT_CACHE_DIR, TextVectorCache
 
 __all__ = ["CacheEntry", "FeatureStore", "block_key", "file_sha256"]
 
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = 1
+RESERVED_FOLDERS = frozenset({TEXT_CACHE_DIR, "parts"})
+"""Folders under the root that are not entries: the per-text vector cache
+(:mod:`features.text_cache`) and the distributed build's parts."""
 _MANIFEST = "manifest.json"
 STALE_TMP_SECONDS = 3600
 """Age after which a ``.tmp-*`` directory of another key counts as left by a
@@ -267,11 +271,17 @@ class FeatureStore:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def keys(self) -> list[str]:
-        """Keys of the complete entries."""
+        """Keys of the complete entries (not the per-text cache or parts folders)."""
         if not self.root.exists():
             return []
         return sorted(
             p.name
             for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".")
+            if p.is_dir()
+            and not p.name.startswith(".")
+            and p.name not in RESERVED_FOLDERS
         )
+
+    def text_cache(self, namespace: dict[str, Any]) -> TextVectorCache:
+        """The per-text vector cache of ``namespace`` inside this store."""
+        return TextVectorCache(self.root, namespace)

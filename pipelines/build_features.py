@@ -7,8 +7,12 @@ whose params or version changed is recomputed alone.
 
 With ``--scheduler`` the blocks run per partition on a Dask cluster
 (:mod:`pipelines.distributed.rows`): the stateful blocks are fitted here, their
-states broadcast, and the feature matrix is written as partitioned parquet
-under ``<store>/parts/features-<key>/``; a killed run resumes.
+states broadcast, the workers run the same ``FeaturePipeline`` on the same
+store (embeddings through its per-text cache), and the feature matrix is
+written as partitioned parquet under ``<store>/parts/features-<key>/``; a
+killed run resumes. Each block's output for the whole table then goes into
+the store, as without ``--scheduler``, so ``train_gbdt`` on the same file
+reads it.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     add_scheduler_options(
         parser,
         output="the features go to partitioned parquet under "
-        "<store>/parts/features-<key>/, and a rerun resumes",
+        "<store>/parts/features-<key>/ (a rerun resumes) and then into the "
+        "store that train_gbdt reads",
     )
     parser.add_argument(
         "--fit-rows",

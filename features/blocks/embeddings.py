@@ -15,23 +15,26 @@ import os
 import time
 from collections.abc import Sequence
 from numbers import Integral
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
+from features.blocks._encoder_cache import shared_encoder
 from features.blocks._encoders import (
     PACKAGED_MODEL,
     EncoderSpec,
     check_runtime,
-    load_encoder,
+    resolve_model_path,
     resolve_precision,
 )
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.errors import InvalidParameterError
 from features.text import joined_texts, paired_matrix
+from features.text_cache import TextVectorCache
 from features.validation import (
     Interval,
     Options,
@@ -39,6 +42,9 @@ from features.validation import (
     Predicate,
     check_parameters,
 )
+
+if TYPE_CHECKING:
+    from features.store import FeatureStore
 
 __all__ = ["EmbeddingsBlock"]
 
@@ -74,9 +80,13 @@ class EmbeddingsBlock(FeatureBlock):
     """Sentence embeddings of both responses, their difference and cosines.
 
     The block learns nothing from the data (``fit`` only validates); the
-    encoder loads on the first :meth:`transform` and is cached on the
-    instance. Identical texts (repeated prompts, identical answers) are
-    embedded once, and texts are batched by length.
+    encoder loads on the first :meth:`transform` and is shared by every
+    block of the process with the same encoder settings. Identical texts
+    (repeated prompts, identical answers) are embedded once, and texts are
+    batched by length. With :attr:`text_store` set (a
+    :class:`~features.pipeline.FeaturePipeline` with a store sets it), each
+    text's vector is kept in the store's per-text cache and later transforms
+    encode only the texts it lacks.
 
     Parameters
     ----------
@@ -134,6 +144,10 @@ default="sentence-transformers"
     ----------
     is_fitted_ : bool
         Set by :meth:`fit`.
+    text_counts_ : dict of str to int
+        Of the last :meth:`transform`: ``unique`` distinct non-blank texts,
+        ``cached`` taken from the per-text cache, ``encoded`` run through the
+        encoder.
 
     Notes
     -----
@@ -147,7 +161,10 @@ default="sentence-transformers"
     its activations are quantized per batch, so a text's int8 embedding moves
     slightly (cosine ~0.99) with its batch neighbours, while PyTorch and ONNX
     fp32 differ only in the last bits. Batches are a function of the set of
-    distinct texts, so swapping A and B never changes them.
+    distinct texts to encode, so swapping A and B never changes them. With
+    the per-text cache a text keeps the vector of its first encoding, so
+    under int8 a table's features can depend (at that ~0.99 cosine level) on
+    which tables were embedded before it.
 
     Examples
     --------
@@ -166,6 +183,11 @@ default="sentence-transformers"
     version: ClassVar[int] = 1
     stateful: ClassVar[bool] = False
     row_parallel: ClassVar[bool] = False  # torch already uses every core; no fork
+    uses_text_cache: ClassVar[bool] = True
+    """Read and fill a store's per-text vector cache (see :attr:`text_store`)."""
+    text_store: FeatureStore | None = None
+    """The feature store whose per-text cache :meth:`transform` uses; None
+    encodes every text. A runtime switch, not a param: not in any cache key."""
 
     _allowed_values: ClassVar[ParameterTable] = {
         "model": [
@@ -258,7 +280,7 @@ default="sentence-transformers"
             if column in wanted
         }
         unique = sorted({text for texts in columns.values() for text in texts})
-        vectors = self._embed_unique(unique, spec)
+        vectors = self._embed_unique(unique, spec, self._text_cache(spec))
         row_of = {text: i for i, text in enumerate(unique)}
         embeddings = {
             column: vectors[[row_of[text] for text in texts]]
@@ -267,13 +289,16 @@ default="sentence-transformers"
         matrix = self._features(embeddings)
         elapsed = time.perf_counter() - started
         n_texts = sum(len(texts) for texts in columns.values())
+        counts = self.text_counts_
         logger.info(
-            "embeddings: %s texts (%s unique) of %s battles in %.1f s (%.0f texts/s)",
+            "embeddings: %s texts (%s unique: %s from the cache, %s encoded) of %s "
+            "battles in %.1f s",
             f"{n_texts:,}",
-            f"{len(unique):,}",
+            f"{counts['unique']:,}",
+            f"{counts['cached']:,}",
+            f"{counts['encoded']:,}",
             f"{len(battles):,}",
             elapsed,
-            n_texts / max(elapsed, 1e-9),
         )
         return matrix
 
@@ -338,41 +363,98 @@ default="sentence-transformers"
 
     def _loaded_encoder(self, spec: EncoderSpec) -> Any:
         if getattr(self, "_encoder_spec", None) != spec:
-            self._encoder = load_encoder(spec)
+            self._encoder = shared_encoder(spec)
             self._encoder_spec = spec
         return self._encoder
 
+    def _text_cache(self, spec: EncoderSpec) -> TextVectorCache | None:
+        """The per-text cache of :attr:`text_store` for this encoder, or None.
+
+        Its namespace holds everything a raw vector depends on: the block
+        version, the model (and the names and sizes of its files, so a
+        changed local model misses), backend, device and dtype, quantization,
+        ONNX, max tokens and truncation side. ``normalize`` is applied after
+        the cache, so it is not part of it.
+        """
+        if self.text_store is None:
+            return None
+        namespace = {
+            "block": self.name,
+            "version": self.version,
+            "model": str(self.model),
+            "model_files": _model_files(spec.model),
+            "backend": spec.backend,
+            "device": spec.device,
+            "dtype": spec.precision,
+            "quantization": spec.quantization,
+            "onnx": spec.onnx,
+            "max_seq_length": spec.max_seq_length,
+            "truncation_side": spec.truncation_side,
+        }
+        return self.text_store.text_cache(namespace)
+
     def _embed_unique(
-        self, unique: list[str], spec: EncoderSpec
+        self, unique: list[str], spec: EncoderSpec, cache: TextVectorCache | None
     ) -> NDArray[np.float32]:
-        """Embeddings of distinct texts, longest first in batches; blanks -> 0."""
+        """Embeddings of distinct texts, longest first in batches; blanks -> 0.
+
+        Texts in ``cache`` are taken from it; the others are encoded and added.
+        """
         non_blank = [i for i, text in enumerate(unique) if text.strip()]
+        found = {} if cache is None else cache.load([unique[i] for i in non_blank])
+        cached = {non_blank[k]: vector for k, vector in found.items()}
+        to_encode = [i for i in non_blank if i not in cached]
         # Longest first: a batch that runs out of memory does so at once.
-        non_blank.sort(key=lambda i: (-len(unique[i]), unique[i]))
-        chunks: list[NDArray[np.float32]] = []
-        if non_blank:
-            encoder = self._loaded_encoder(spec)
-            size = int(self.batch_size)
-            with tqdm(
-                total=len(non_blank),
-                desc=f"embeddings ({self.backend})",
-                unit="text",
-                disable=not (self.show_progress or self.progress),
-            ) as bar:
-                for start in range(0, len(non_blank), size):
-                    batch = [unique[i] for i in non_blank[start : start + size]]
-                    chunks.append(np.asarray(encoder.encode(batch), dtype=np.float32))
-                    bar.update(len(batch))
-        if not chunks:
+        to_encode.sort(key=lambda i: (-len(unique[i]), unique[i]))
+        self.text_counts_ = {
+            "unique": len(non_blank),
+            "cached": len(cached),
+            "encoded": len(to_encode),
+        }
+        embedded = self._encode(unique, to_encode, spec, n_cached=len(cached))
+        if embedded is not None and cache is not None:
+            cache.save([unique[i] for i in to_encode], embedded)
+        if embedded is not None:
+            dim = embedded.shape[1]
+        elif cached:
+            dim = next(iter(cached.values())).shape[0]
+        else:
             dim = self._loaded_encoder(spec).encode(["x"]).shape[1]
-            return np.zeros((len(unique), dim), dtype=np.float32)
-        embedded = np.vstack(chunks)
-        vectors = np.zeros((len(unique), embedded.shape[1]), dtype=np.float32)
-        vectors[non_blank] = np.nan_to_num(embedded, nan=0.0, posinf=0.0, neginf=0.0)
+        vectors = np.zeros((len(unique), dim), dtype=np.float32)
+        if embedded is not None:
+            vectors[to_encode] = embedded
+        for i, vector in cached.items():
+            vectors[i] = vector
         if self.normalize:
             norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
             vectors = (vectors / np.maximum(norms, _EPS)).astype(np.float32)
         return vectors
+
+    def _encode(
+        self,
+        unique: list[str],
+        positions: list[int],
+        spec: EncoderSpec,
+        n_cached: int,
+    ) -> NDArray[np.float32] | None:
+        """Raw vectors of ``unique[positions]`` in that order (None when empty)."""
+        if not positions:
+            return None
+        encoder = self._loaded_encoder(spec)
+        size = int(self.batch_size)
+        chunks: list[NDArray[np.float32]] = []
+        with tqdm(
+            total=len(positions),
+            desc=f"embeddings ({self.backend}): {n_cached:,} from the cache, encoding",
+            unit="text",
+            disable=not (self.show_progress or self.progress),
+        ) as bar:
+            for start in range(0, len(positions), size):
+                batch = [unique[i] for i in positions[start : start + size]]
+                chunks.append(np.asarray(encoder.encode(batch), dtype=np.float32))
+                bar.update(len(batch))
+        embedded = np.vstack(chunks)
+        return np.nan_to_num(embedded, nan=0.0, posinf=0.0, neginf=0.0)
 
     # -- features -------------------------------------------------------------
 
@@ -392,6 +474,21 @@ default="sentence-transformers"
             "cos_", a_cos, b_cos, symmetric={"ab": _row_cosine(emb_a, emb_b)}
         )
         return FeatureMatrix.concat([vectors, cosines])
+
+
+def _model_files(model: str) -> list[tuple[str, int]] | None:
+    """Names and sizes of the files of a local model folder (None for a hub id)."""
+    try:
+        path = Path(resolve_model_path(model))
+    except ImportError:
+        return None
+    if not path.is_dir():
+        return None
+    return sorted(
+        (str(p.relative_to(path)), p.stat().st_size)
+        for p in path.rglob("*")
+        if p.is_file()
+    )
 
 
 def _row_cosine(

@@ -11,7 +11,12 @@ run resumes where it stopped.
   states, the JSON and numpy arrays of ``get_state``, are saved with the
   parts (so a resumed run does not refit) and broadcast to the workers, which
   rebuild each block with ``set_state`` once per process and transform their
-  partitions with every block.
+  partitions through a :class:`~features.pipeline.FeaturePipeline` on the
+  feature store (so the embeddings land in its per-text cache). At the end
+  the client stores each block's output for the whole table in the feature
+  store, under the key ``FeaturePipeline.fit_transform`` of the same battles
+  looks up: ``train_gbdt`` on the same file then computes nothing (stateful
+  blocks only when fitted on every row, without ``fit_rows``).
 - **predict**: each worker loads the model directory once per process
   (``PreferenceModel.load`` verifies its checksums; the directory must be at
   the same path on every worker) and runs ``predict_proba`` per partition.
@@ -40,16 +45,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from features.battles import CLASSES, RepairReport, battle_ids, truncate_battles
+from features.battles import (
+    CLASSES,
+    RepairReport,
+    battle_fingerprint,
+    battle_ids,
+    truncate_battles,
+)
 from features.blocks import FeatureBlock, FeatureMatrix, make_block
 from features.errors import BattleFormatError, ModelIntegrityError, UserInputError
 from features.parallel import fit_blocks
 from features.partitions import BattlePartition, read_partition
-from features.pipeline import state_fingerprint
+from features.pipeline import FeaturePipeline, RunMode, state_fingerprint
 from features.store import (
+    FeatureStore,
     atomic_directory,
+    block_key,
     file_sha256,
     read_state,
     verify_manifest,
@@ -60,6 +74,7 @@ from pipelines._files import atomic_text_file
 from pipelines.distributed.parts import (
     clean_partial_files,
     finished_part,
+    read_feature_parts,
     write_part,
     write_parts_manifest,
 )
@@ -140,6 +155,7 @@ class _PartJob:
     model_dir: str | None = None
     model_sha: str | None = None
     class_prior: tuple[float, ...] | None = None
+    store_root: str | None = None
 
 
 def _digest(data: Any) -> str:
@@ -231,15 +247,17 @@ def _build_task(
     battles = read_partition(partition, labelled=job.labelled)
     table = truncate_battles(battles, job.max_chars)
     read_seconds = time.perf_counter() - started
-    matrices, block_seconds, block_columns = [], {}, {}
-    for name, block in _worker_blocks(specs):
-        block_started = time.perf_counter()
+    blocks = dict(_worker_blocks(specs))
+    for name, block in blocks.items():
         if specs.states.get(name) is None:
             block.fit(table)  # stateless: checks params and columns only
-        matrices.append(block.transform(table))
-        block_seconds[name] = time.perf_counter() - block_started
-        block_columns[name] = len(matrices[-1].columns)
-    matrix = FeatureMatrix.concat(matrices)
+    store = None if job.store_root is None else FeatureStore(job.store_root)
+    # A pipeline per task (its stats are per run); the fitted blocks are shared.
+    pipeline = FeaturePipeline.from_fitted(blocks, store=store, cache_outputs=False)
+    matrix = pipeline.transform(table)
+    block_seconds = {row["block"]: row["seconds"] for row in pipeline.stats_}
+    block_columns = {row["block"]: row["columns"] for row in pipeline.stats_}
+    block_sparse = {row["block"]: row["sparse"] for row in pipeline.stats_}
     values = matrix.values.toarray() if matrix.is_sparse else matrix.values
     frame = pd.DataFrame(values, columns=list(matrix.columns))
     frame.insert(0, "id", battle_ids(table["id"]).tolist())
@@ -250,6 +268,7 @@ def _build_task(
         "read_seconds": read_seconds,
         "block_seconds": block_seconds,
         "block_columns": block_columns,
+        "block_sparse": block_sparse,
         "started": started_at,
         "repairs": battles.attrs.get("repair_report", {}),
         "source": _source_info(partition),
@@ -615,6 +634,7 @@ def build_on_cluster(
     stateful = [name for name, block in made.items() if block.stateful]
     states = _load_states(out_dir / _STATE_DIR, stateful) if stateful else {}
     fit_seconds = 0.0
+    fingerprint = None  # of every row: the key of the whole table's store entries
     if states is None:
         fit_started = time.perf_counter()
         table = _fit_table(
@@ -626,6 +646,8 @@ def build_on_cluster(
             seed=seed,
             verbose=verbose,
         )
+        if fit_rows is None or fit_rows >= len(table):
+            fingerprint = battle_fingerprint(table)
         logger.info("fitting %s on %d rows", ", ".join(stateful), len(table))
         fit_blocks([made[name] for name in stateful], table, n_jobs)
         del table
@@ -648,6 +670,7 @@ def build_on_cluster(
         identity={**identity, "states": fingerprints},
         labelled=None,
         max_chars=max_chars,
+        store_root=str(Path(store_root).resolve()),
     )
     shared = client.scatter(specs, broadcast=True, hash=False)
     parts_started = time.perf_counter()
@@ -674,7 +697,70 @@ def build_on_cluster(
         },
     )
     summary.stats = _block_stats(made, summary.records, fit_seconds)
+    if fingerprint is None:
+        table = _fit_table(
+            client,
+            partitions,
+            labelled=None,
+            max_chars=max_chars,
+            fit_rows=None,
+            seed=seed,
+            verbose=verbose,
+        )
+        fingerprint = battle_fingerprint(table)
+        del table
+    stored = _store_whole_table(
+        FeatureStore(store_root),
+        made,
+        out_dir,
+        summary.records,
+        fingerprint,
+        with_stateful=fit_rows is None or fit_rows >= summary.n_rows,
+    )
+    logger.info("feature store %s: stored the whole table of %s", store_root, stored)
     return summary
+
+
+def _store_whole_table(
+    store: FeatureStore,
+    made: Mapping[str, FeatureBlock],
+    out_dir: Path,
+    records: Sequence[Mapping[str, Any]],
+    fingerprint: str,
+    *,
+    with_stateful: bool,
+) -> list[str]:
+    """Store each block's output over every part, as ``fit_transform`` would.
+
+    The key is the one ``FeaturePipeline.fit_transform`` of the same battles
+    looks up (block, params, the battles' fingerprint, fit mode), and a
+    stateful block's entry holds its fitted state, so ``train_gbdt`` on the
+    same data reads every block instead of computing it. A stateful block
+    fitted on a sample (``fit_rows``) is left out: a fit on every row would
+    learn another state. Returns the names of the blocks stored.
+    """
+    _, matrix = read_feature_parts(out_dir)
+    stored, start = [], 0
+    for name, block in made.items():
+        width = int(records[0]["block_columns"][name])
+        columns = matrix.columns[start : start + width]
+        values = matrix.values[:, start : start + width]
+        start += width
+        if block.stateful and not with_stateful:
+            continue
+        if records[0].get("block_sparse", {}).get(name, False):
+            values = sp.csr_matrix(values)
+        key = block_key(block, fingerprint, RunMode.FIT.cache_tag(block))
+        if not store.path(key).is_dir():
+            state, arrays = block.get_state()
+            meta = {"block": name, "version": block.version, "rows": len(values)}
+            part = FeatureMatrix(
+                np.ascontiguousarray(values) if not sp.issparse(values) else values,
+                columns,
+            )
+            store.save(key, part, state, arrays, meta)
+        stored.append(name)
+    return stored
 
 
 def _columns_of(out_dir: Path, results: Sequence[Mapping[str, Any]]) -> list[str]:

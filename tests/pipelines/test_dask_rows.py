@@ -20,6 +20,7 @@ from features.battles import CLASSES, read_battles, truncate_battles
 from features.errors import DataFileError
 from features.partitions import battle_files, plan_partitions, read_partition
 from features.pipeline import FeaturePipeline
+from features.store import FeatureStore
 from models import PreferenceModel
 from pipelines import build_features, predict
 from pipelines.config import load_config
@@ -121,6 +122,12 @@ def test_distributed_build_equals_fit_transform_bit_for_bit(
     expected = FeaturePipeline(config.features.blocks).fit_transform(table)
     assert matrix.columns == expected.columns
     np.testing.assert_array_equal(matrix.values, expected.values)
+    # The same store then serves train_gbdt's fit_transform of the file: all hits.
+    pipeline = FeaturePipeline(config.features.blocks, store=FeatureStore(store))
+    cached = pipeline.fit_transform(table)
+    assert [s["cache"] for s in pipeline.stats_] == ["hit"] * len(pipeline.blocks_)
+    np.testing.assert_array_equal(cached.values, expected.values)
+    assert cached.columns == expected.columns
     assert battles["id"].tolist() == table["id"].tolist()
     assert battles["label"].tolist() == table["label"].tolist()
     # The fitted states travel as JSON and arrays; nothing is pickled.
@@ -401,6 +408,18 @@ def test_fit_rows_fits_the_stateful_blocks_on_a_sample(
     )
     (everything,) = (tmp_path / "all" / "parts").iterdir()
     assert not np.array_equal(sampled, read_feature_parts(everything)[1].values)
+    # A vocabulary fitted on a sample is not the full fit's: not stored as one.
+    config = load_config(LITE, list(SMALL))
+    table = truncate_battles(
+        read_battles(workspace / "train.csv"), config.data.max_chars
+    )
+    tfidf = {"tfidf": config.features.blocks["tfidf"]}
+    sampled_store = FeaturePipeline(tfidf, store=FeatureStore(store))
+    sampled_store.fit_transform(table)
+    assert sampled_store.stats_[0]["cache"] == "miss"
+    full_store = FeaturePipeline(tfidf, store=FeatureStore(tmp_path / "all"))
+    full_store.fit_transform(table)
+    assert full_store.stats_[0]["cache"] == "hit"
 
 
 # ------------------------------------------------------ partitions, no dask
