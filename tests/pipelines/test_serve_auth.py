@@ -319,7 +319,10 @@ def test_page_is_one_self_contained_html_file_with_a_strict_policy(server):
     assert '<body data-auth="on">' in page
     # Nothing loaded from elsewhere: no src/href to another origin, no imports.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "@import" not in page and "<link" not in page
+    assert "@import" not in page
+    assert re.findall(r"<link[^>]*>", page) == ['<link rel="icon" href="data:,">']
+    # A script element ends at the first "</script>", even inside a JS string.
+    assert page.count("</script>") == 1
     policy = response.headers["content-security-policy"]
     assert "default-src 'none'" in policy
     assert "connect-src 'self'" in policy
