@@ -352,3 +352,64 @@ def test_page_without_keys_hides_the_key_field_at_first(model_dir):
 
     assert '<body data-auth="off">' in page_html(api_keys=False)
     assert '<div id="key-box" hidden>' in page_html(api_keys=False)
+
+
+# ------------------------------------------------- options, Docker, docs
+def _args(*argv: str):
+    from pipelines import serve
+
+    return serve._parser().parse_args(["--model", "m", *argv])
+
+
+def test_help_lists_the_access_options_and_the_metrics_default():
+    from pipelines import serve
+
+    text = serve._parser().format_help()
+    for option in ("--api-key-file", "--metrics-auth", "--allow-unauthenticated"):
+        assert option in text
+    assert "ARENA_API_KEYS_FILE" in text
+    assert "default: /metrics open" in text
+
+
+def test_empty_environment_variable_means_no_keys_and_the_flag_wins(monkeypatch):
+    from pipelines import serve
+
+    monkeypatch.setenv("ARENA_API_KEYS_FILE", "")
+    assert serve._api_key_file(_args()) is None
+    monkeypatch.setenv("ARENA_API_KEYS_FILE", "/run/secrets/k")
+    assert serve._api_key_file(_args()) == Path("/run/secrets/k")
+    assert serve._api_key_file(_args("--api-key-file", "mine")) == Path("mine")
+
+
+@pytest.mark.parametrize(
+    ("argv", "keys", "refused"),
+    [
+        (("--host", "0.0.0.0"), False, True),
+        (("--host", "0.0.0.0"), True, False),
+        (("--host", "0.0.0.0", "--allow-unauthenticated"), False, False),
+        (("--host", "127.0.0.1"), False, False),
+        (("--host", "::1"), False, False),
+    ],
+)
+def test_only_a_non_loopback_bind_without_keys_or_consent_is_refused(
+    argv, keys, refused
+):
+    from pipelines import serve
+
+    reason = serve._check_access(_args(*argv), Path("k") if keys else None)
+    assert (reason is not None) is refused
+
+
+def test_dockerfile_binds_all_addresses_with_the_mounted_key_file():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(
+        r"^ENV [^\n]*(?:\\\n[^\n]*)*ARENA_API_KEYS_FILE=/run/secrets/arena_api_keys",
+        dockerfile,
+        re.M,
+    )
+    command = re.search(r"^CMD (\[.*\])", dockerfile, re.M).group(1)
+    assert "0.0.0.0" in json.loads(command)
+    assert "--allow-unauthenticated" not in command
+    assert "-v " in dockerfile and ":/run/secrets/arena_api_keys:ro" in dockerfile
+    docs = (REPO / "docs" / "serving-page-and-keys.md").read_text()
+    assert ":/run/secrets/arena_api_keys:ro" in docs
