@@ -364,7 +364,7 @@ def _args(*argv: str):
 def test_help_lists_the_access_options_and_the_metrics_default():
     from pipelines import serve
 
-    text = serve._parser().format_help()
+    text = " ".join(serve._parser().format_help().split())
     for option in ("--api-key-file", "--metrics-auth", "--allow-unauthenticated"):
         assert option in text
     assert "ARENA_API_KEYS_FILE" in text
