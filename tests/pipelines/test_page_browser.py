@@ -96,7 +96,7 @@ def browser(tmp_path_factory):
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--window-size=1200,1100",
+        "--window-size=1200,1300",
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -271,7 +271,7 @@ def test_narrow_screen_stacks_the_answers_without_sideways_scrolling(server, bro
         )
         assert overflow <= 0
     finally:
-        browser.set_window_size(1200, 1100)
+        browser.set_window_size(1200, 1300)
 
 
 def test_the_page_tolerates_a_missing_or_old_explanation(server, browser):
