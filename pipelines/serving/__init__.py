@@ -6,6 +6,6 @@ micro-batcher that groups concurrent requests into one model call), ``input``
 (request parsing and its errors), ``metrics`` (Prometheus counters and the
 access log), ``openapi`` (the schema and ``/docs``), ``page`` (the page at
 ``/``), ``protocol`` (the HTTP protocol with Nagle off) and ``workers``
-(several processes on one port). Nothing here loads at ``import pipelines``: the command imports what
-it needs when it starts.
+(several processes on one port). Nothing here loads at ``import pipelines``:
+the command imports what it needs when it starts.
 """

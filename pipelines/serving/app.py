@@ -32,7 +32,11 @@ from starlette.routing import Route
 from features.battles import CLASSES
 from features.errors import ModelIntegrityError
 from models import PreferenceModel
-from pipelines.serving.auth import BearerAuthMiddleware, read_api_keys
+from pipelines.serving.auth import (
+    BearerAuthMiddleware,
+    document_bearer,
+    read_api_keys,
+)
 from pipelines.serving.batcher import BatcherStopped, MicroBatcher
 from pipelines.serving.input import RequestError, parse_predict_body
 from pipelines.serving.metrics import AccessLogMiddleware, Metrics
@@ -275,12 +279,13 @@ class _Service:
         )
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(
-            openapi_schema(
-                max_batch=self.settings.max_batch,
-                max_body_bytes=self.settings.max_body_bytes,
-            )
+        schema = openapi_schema(
+            max_batch=self.settings.max_batch,
+            max_body_bytes=self.settings.max_body_bytes,
         )
+        if self.settings.api_key_file is not None:
+            schema = document_bearer(schema, _protected_paths(self.settings))
+        return JSONResponse(schema)
 
     async def docs(self, request: Request) -> Response:
         return HTMLResponse(DOCS_HTML)
@@ -361,6 +366,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _protected_paths(settings: ServeSettings) -> list[str]:
+    """Paths that need an API key (when the server has keys)."""
+    return ["/v1/", *(["/metrics"] if settings.metrics_auth else [])]
+
+
 def create_app(settings: ServeSettings, loaded: LoadedModel | None = None) -> Any:
     """The ASGI application (access logs and metrics around a Starlette app).
 
@@ -401,6 +411,5 @@ def create_app(settings: ServeSettings, loaded: LoadedModel | None = None) -> An
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     if keys is not None:
-        protected = ["/v1/", *(["/metrics"] if settings.metrics_auth else [])]
-        app = BearerAuthMiddleware(app, keys, protected)
+        app = BearerAuthMiddleware(app, keys, _protected_paths(settings))
     return AccessLogMiddleware(app, service.metrics, [r.path for r in routes])

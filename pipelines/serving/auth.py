@@ -11,11 +11,13 @@ API description stay open.
 
 from __future__ import annotations
 
+import copy
 import hmac
 import ipaddress
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from features.errors import UserInputError
 from pipelines.serving.metrics import ASGIApp, Receive, Scope, Send
@@ -24,6 +26,7 @@ __all__ = [
     "API_KEYS_ENV",
     "ApiKeyFileError",
     "BearerAuthMiddleware",
+    "document_bearer",
     "is_loopback",
     "read_api_keys",
 ]
@@ -193,6 +196,44 @@ class BearerAuthMiddleware:
             )
             return
         await self.app(scope, receive, send)
+
+
+def document_bearer(schema: dict[str, Any], protected: Iterable[str]) -> dict[str, Any]:
+    """An OpenAPI document with the Bearer scheme on the ``protected`` paths.
+
+    Returns a copy: ``schema`` itself is left as it is.
+
+    >>> doc = {"paths": {"/v1/x": {"get": {"responses": {}}}}, "components": {}}
+    >>> out = document_bearer(doc, ["/v1/"])
+    >>> out["paths"]["/v1/x"]["get"]["security"], "401" in doc["paths"]["/v1/x"]["get"]
+    ([{'bearer': []}], False)
+    """
+    document = copy.deepcopy(schema)
+    document.setdefault("components", {}).setdefault("securitySchemes", {})[
+        "bearer"
+    ] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A key of the server's --api-key-file.",
+    }
+    prefixes = tuple(protected)
+    for path, operations in document.get("paths", {}).items():
+        if not any(
+            path.startswith(prefix) if prefix.endswith("/") else path == prefix
+            for prefix in prefixes
+        ):
+            continue
+        for operation in operations.values():
+            operation["security"] = [{"bearer": []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": "No API key, or not one this server accepts",
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}
+                    }
+                },
+            }
+    return document
 
 
 async def _unauthorized(send: Send, message: str) -> None:

@@ -133,6 +133,19 @@ def test_health_probes_page_and_api_description_stay_open(server, path):
     assert httpx.get(f"{server.url}{path}").status_code == 200
 
 
+def test_api_description_names_the_bearer_scheme_on_the_v1_paths(server):
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    scheme = schema["components"]["securitySchemes"]["bearer"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    for path in ("/v1/predict", "/v1/model"):
+        (operation,) = schema["paths"][path].values()
+        assert operation["security"] == [{"bearer": []}]
+        assert "401" in operation["responses"]
+    for path in ("/healthz", "/readyz", "/metrics"):
+        (operation,) = schema["paths"][path].values()
+        assert "security" not in operation
+
+
 def test_metrics_stay_open_by_default_and_count_the_401s(server):
     httpx.get(f"{server.url}/v1/model")
     metrics = httpx.get(f"{server.url}/metrics")
