@@ -2,15 +2,23 @@
 #
 #   make demo                                  # or train_gbdt --out artifacts/model
 #   docker build -t arena-preference .
-#   docker run --rm -p 8000:8000 arena-preference
+#   docker run --rm -p 8000:8000 \
+#     -v "$PWD/api-keys:/run/secrets/arena_api_keys:ro" arena-preference
 #
 # The model directory is copied in from artifacts/model (train it first); the
-# server verifies it against its manifest when it starts.
+# server verifies it against its manifest when it starts. It listens on 0.0.0.0
+# inside the container, so it needs API keys: mount a file of keys (one per
+# line, readable by uid 10001) at /run/secrets/arena_api_keys, or a Docker or
+# Compose secret of that name; without it the server stops with exit 2. To serve
+# without keys on purpose (behind a gateway that checks them), unset the file
+# and say so: docker run -e ARENA_API_KEYS_FILE= ... arena-preference \
+#   python -m pipelines.serve --model /app/model --host 0.0.0.0 --allow-unauthenticated
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ARENA_API_KEYS_FILE=/run/secrets/arena_api_keys
 
 WORKDIR /app
 

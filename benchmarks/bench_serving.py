@@ -8,10 +8,14 @@ part of the numbers. Measured:
 - throughput: 8 concurrent clients, 16 battles per request, for a fixed time;
   next to in-process ``predict_proba`` on the same 16-battle batches;
 - single-battle requests from one client: p50 and p99 latency;
-- a bounded load run (10,000 requests) that mixes valid bodies with malformed
-  ones (bad JSON, missing fields, wrong types, too many battles): every
-  status counted, and the server's resident memory sampled throughout, to
-  compare the first and the last 1,000 requests.
+- the same throughput with API keys on (``--api-key-file``, every request
+  with ``Authorization: Bearer KEY``), on a second server of the same model,
+  its windows interleaved with the first's: the cost of the key check;
+- a bounded load run (10,000 requests) on the server with keys that mixes
+  valid bodies with malformed ones (bad JSON, missing fields, wrong types, too
+  many battles) and with requests that carry no key or a wrong key (all must
+  get 401): every status counted, and the server's resident memory sampled
+  throughout, to compare the first and the last 1,000 requests.
 
 Run alone::
 
@@ -62,9 +66,11 @@ TARGETS = {
     "p99_ms": 60.0,
     "share_of_in_process": 0.70,
     "rss_growth": 0.10,
+    "keys_throughput_change": 0.05,
 }
 """The service's targets: 8 clients x 16 battles, single-battle latency, the
-ratio to in-process predict_proba, and memory growth under the load run."""
+ratio to in-process predict_proba, memory growth under the load run, and the
+largest change of throughput that API keys may cause (either way)."""
 
 LOAD: dict[str, dict[str, Any]] = {
     "full": {
@@ -88,6 +94,10 @@ LOAD: dict[str, dict[str, Any]] = {
 
 _RSS_EVERY = 25
 """Requests of the load run between two samples of the server's RSS."""
+
+_KEY = "bench-key-3f9a1c7e5b"
+_WRONG_KEY = "bench-key-3f9a1c7e5c"
+_AUTH = {"Authorization": f"Bearer {_KEY}"}
 
 
 # ------------------------------------------------------------------ server
@@ -126,7 +136,12 @@ class _Server:
     """A ``python -m pipelines.serve`` child process and its log file."""
 
     def __init__(
-        self, model_dir: Path, log_path: Path, max_batch: int, workers: int
+        self,
+        model_dir: Path,
+        log_path: Path,
+        max_batch: int,
+        workers: int,
+        *options: str,
     ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -141,6 +156,7 @@ class _Server:
             str(max_batch),
             "--workers",
             str(workers),
+            *options,
         )
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -238,13 +254,20 @@ async def _latencies(url: str, bodies: Sequence[bytes]) -> list[float]:
 
 
 async def _throughput(
-    url: str, bodies: Sequence[bytes], clients: int, per_request: int, duration: float
+    url: str,
+    bodies: Sequence[bytes],
+    clients: int,
+    per_request: int,
+    duration: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[float, int]:
     """Battles per second of ``clients`` looping clients, and requests made."""
     import httpx
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=60.0, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, timeout=60.0, limits=limits, headers=headers
+    ) as client:
         for body in bodies[:clients]:  # warm the connections
             (await client.post("/v1/predict", content=body)).raise_for_status()
         done = 0
@@ -274,10 +297,15 @@ async def _load_run(
     n_requests: int,
     clients: int,
 ) -> dict[str, Any]:
-    """``n_requests`` requests, 3 valid to 1 malformed; statuses and RSS samples."""
+    """``n_requests`` requests of 4 kinds; statuses (by kind) and RSS samples.
+
+    Of every 8: 4 valid, 2 malformed (with the key), 1 valid without a key
+    and 1 valid with a wrong key.
+    """
     import httpx
 
     statuses: Counter = Counter()
+    by_kind: Counter = Counter()
     failures: Counter = Counter()
     rss: list[tuple[int, int]] = [(0, server.rss_bytes())]
     next_index = 0
@@ -291,14 +319,18 @@ async def _load_run(
             while next_index < n_requests:
                 k = next_index
                 next_index += 1
+                kind, headers = _LOAD_KINDS[k % 8]
                 body = (
                     malformed[(k // 4) % len(malformed)]
-                    if k % 4 == 3
+                    if kind == "malformed"
                     else (valid[k % len(valid)])
                 )
                 try:
-                    response = await client.post("/v1/predict", content=body)
+                    response = await client.post(
+                        "/v1/predict", content=body, headers=headers
+                    )
                     statuses[response.status_code] += 1
+                    by_kind[kind, response.status_code] += 1
                 except httpx.HTTPError as err:
                     failures[type(err).__name__] += 1
                 if k % _RSS_EVERY == 0:
@@ -308,7 +340,26 @@ async def _load_run(
         await asyncio.gather(*(loop() for _ in range(clients)))
         seconds = time.perf_counter() - started
     rss.append((n_requests, server.rss_bytes()))
-    return {"statuses": statuses, "failures": failures, "rss": rss, "seconds": seconds}
+    return {
+        "statuses": statuses,
+        "by_kind": by_kind,
+        "failures": failures,
+        "rss": rss,
+        "seconds": seconds,
+    }
+
+
+_LOAD_KINDS: dict[int, tuple[str, dict[str, str]]] = {
+    0: ("valid", _AUTH),
+    1: ("no key", {}),
+    2: ("valid", _AUTH),
+    3: ("malformed", _AUTH),
+    4: ("valid", _AUTH),
+    5: ("wrong key", {"Authorization": f"Bearer {_WRONG_KEY}"}),
+    6: ("valid", _AUTH),
+    7: ("malformed", _AUTH),
+}
+"""The kind of the load run's request ``k`` by ``k % 8``, and its headers."""
 
 
 def _metric(text: str, name: str) -> float:
@@ -367,39 +418,57 @@ def run(ctx: BenchContext) -> Section:
         del local
         workers = available_cores()  # one worker process per core
         n_windows = max(1, options.repeats)
+        key_file = Path(tmp) / "api-keys"
+        key_file.write_text(f"# the benchmark's key\n{_KEY}\n")
         server = _Server(
             model_dir, Path(tmp) / "server.log", load["max_batch"], workers
         )
+        keyed = _Server(
+            model_dir,
+            Path(tmp) / "server-keys.log",
+            load["max_batch"],
+            workers,
+            "--api-key-file",
+            str(key_file),
+        )
         try:
             server.wait_ready()
+            keyed.wait_ready()
             singles = [_body(pool, 1, 7 + i) for i in range(options.latency_calls)]
             latency = asyncio.run(_latencies(server.url, singles))
             batches = [_body(pool, per_request, i * per_request) for i in range(64)]
             metrics_before = httpx.get(f"{server.url}/metrics").text
             # Several windows, median: load from other jobs on a shared
             # machine comes and goes within a minute.
-            windows = [
-                asyncio.run(
-                    _throughput(
-                        server.url,
-                        batches,
-                        clients,
-                        per_request,
-                        load["throughput_seconds"] / n_windows,
+            # Keys off and on in turns (which goes first alternates), so that
+            # the machine's other load falls on both alike.
+            windows, key_windows = [], []
+            for window in range(n_windows):
+                order = [False, True] if window % 2 == 0 else [True, False]
+                for with_keys in order:
+                    measured = asyncio.run(
+                        _throughput(
+                            keyed.url if with_keys else server.url,
+                            batches,
+                            clients,
+                            per_request,
+                            load["throughput_seconds"] / n_windows,
+                            headers=_AUTH if with_keys else None,
+                        )
                     )
-                )
-                for _ in range(n_windows)
-            ]
+                    (key_windows if with_keys else windows).append(measured)
             served_rate = median([rate for rate, _ in windows])
+            keyed_rate = median([rate for rate, _ in key_windows])
             served_requests = sum(requests for _, requests in windows)
             metrics_after = httpx.get(f"{server.url}/metrics").text
             valid = [_body(pool, 1 + i % 4, 5 * i) for i in range(50)]
             malformed = _malformed_bodies(pool, load["max_batch"])
             result = asyncio.run(
-                _load_run(server, valid, malformed, load["load_requests"], clients)
+                _load_run(keyed, valid, malformed, load["load_requests"], clients)
             )
         finally:
             exit_code = server.stop()
+            keyed_exit_code = keyed.stop()
     model_calls = _metric(metrics_after, "arena_model_call_rows_count") - _metric(
         metrics_before, "arena_model_call_rows_count"
     )
@@ -415,6 +484,13 @@ def run(ctx: BenchContext) -> Section:
     n_5xx = sum(n for status, n in statuses.items() if status >= 500)
     n_failed = sum(result["failures"].values())
     rss = _rss_growth(result["rss"], load["load_requests"], load["rss_window"])
+    keys_change = keyed_rate / served_rate - 1
+    by_kind = result["by_kind"]
+    refused = {
+        kind: sum(n for (k, _), n in by_kind.items() if k == kind)
+        for kind in ("no key", "wrong key")
+    }
+    refused_401 = {kind: by_kind[kind, 401] for kind in refused}
 
     section.tables.append(
         Table(
@@ -483,7 +559,36 @@ def run(ctx: BenchContext) -> Section:
     )
     section.tables.append(
         Table(
-            title="Bounded load run: valid and malformed requests",
+            title="Throughput with API keys on and off",
+            columns=["server", "battles/s (median)", "windows (battles/s)", "change"],
+            rows=[
+                {
+                    "server": "no keys",
+                    "battles/s (median)": served_rate,
+                    "windows (battles/s)": ", ".join(
+                        f"{rate:,.0f}" for rate, _ in windows
+                    ),
+                },
+                {
+                    "server": "--api-key-file (Bearer key on every request)",
+                    "battles/s (median)": keyed_rate,
+                    "windows (battles/s)": ", ".join(
+                        f"{rate:,.0f}" for rate, _ in key_windows
+                    ),
+                    "change": f"{keys_change:+.1%}",
+                },
+            ],
+            notes=[
+                f"Two servers of the same model, `--workers {workers}` each, up "
+                "at once; their throughput windows taken in turns (keys off then "
+                "on, then on then off, ...), "
+                f"{clients} clients x {per_request} battles per request as above.",
+            ],
+        )
+    )
+    section.tables.append(
+        Table(
+            title="Bounded load run: valid, malformed and unauthenticated requests",
             columns=[
                 "requests",
                 "seconds",
@@ -509,16 +614,26 @@ def run(ctx: BenchContext) -> Section:
                 }
             ],
             notes=[
-                f"{clients} concurrent clients; every 4th request is malformed (one "
+                f"{clients} concurrent clients on the server with API keys; of "
+                "every 8 requests, 4 are valid, 2 malformed (one "
                 f"of {len(malformed)} kinds: bad JSON, empty body, not an object, "
                 "empty list, missing field, wrong type, duplicate ids, bad "
-                "class_prior, bad explain, too many battles, not UTF-8); valid ones "
-                "hold 1-4 battles.",
+                "class_prior, bad explain, too many battles, not UTF-8), 1 valid "
+                "without a key and 1 valid with a wrong key; valid ones hold 1-4 "
+                "battles.",
+                "Statuses by kind: "
+                + "; ".join(
+                    f"{kind}: "
+                    + str({s: n for (k, s), n in sorted(by_kind.items()) if k == kind})
+                    for kind in ("valid", "malformed", "no key", "wrong key")
+                )
+                + ".",
                 f"Statuses: {dict(sorted(statuses.items()))}. RSS: peak resident "
                 f"memory of the server over the first and the last "
                 f"{load['rss_window']:,} requests (sampled every {_RSS_EVERY}). "
-                f"Server exit code after SIGTERM: {exit_code} (uvicorn re-raises "
-                "the signal after a clean shutdown).",
+                f"Server exit codes after SIGTERM: {exit_code} (no keys), "
+                f"{keyed_exit_code} (keys) (uvicorn re-raises the signal after a "
+                "clean shutdown).",
             ],
         )
     )
@@ -543,10 +658,28 @@ def run(ctx: BenchContext) -> Section:
             met=share >= TARGETS["share_of_in_process"],
         ),
         Target(
-            name=f"no 5xx in {load['load_requests']:,} mixed valid/malformed requests",
+            name=f"no 5xx in {load['load_requests']:,} mixed valid/malformed/"
+            "unauthenticated requests",
             goal="0 5xx, 0 transport errors",
             measured=f"{n_5xx} 5xx, {n_failed} transport errors",
             met=n_5xx == 0 and n_failed == 0,
+        ),
+        Target(
+            name="requests without a key or with a wrong key get 401",
+            goal="all 401",
+            measured=", ".join(
+                f"{kind}: {refused_401[kind]:,} of {refused[kind]:,}"
+                for kind in refused
+            ),
+            met=all(refused_401[k] == refused[k] > 0 for k in refused),
+        ),
+        Target(
+            name=f"throughput with API keys vs without, {clients} clients x "
+            f"{per_request} battles",
+            goal=f"within {TARGETS['keys_throughput_change']:.0%}",
+            measured=f"{keys_change:+.1%} ({keyed_rate:,.0f} vs "
+            f"{served_rate:,.0f} battles/s)",
+            met=abs(keys_change) <= TARGETS["keys_throughput_change"],
         ),
         Target(
             name=f"server RSS growth, first to last {load['rss_window']:,} requests",

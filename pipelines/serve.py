@@ -7,7 +7,11 @@ Endpoints: ``POST /v1/predict``, ``GET /v1/model``, ``GET /healthz``,
 The model is loaded and verified against its manifest once per worker
 process; concurrent requests are micro-batched into shared ``predict_proba``
 calls; SIGTERM or Ctrl-C stops taking requests and lets the ones in flight
-finish. Needs the ``serve`` extra: ``pip install 'arena-preference[serve]'``.
+finish. ``GET /`` is a page to try the model in a browser. With
+``--api-key-file`` (or ``ARENA_API_KEYS_FILE``) every ``/v1/*`` request needs
+``Authorization: Bearer KEY``; listening beyond loopback without keys needs
+``--allow-unauthenticated``. Needs the ``serve`` extra:
+``pip install 'arena-preference[serve]'``.
 """
 
 from __future__ import annotations
@@ -143,8 +147,61 @@ def _parser() -> argparse.ArgumentParser:
         default=30,
         help="seconds that in-flight requests get to finish on SIGTERM",
     )
+    add(
+        "--api-key-file",
+        type=Path,
+        default=None,
+        help="file of API keys, one per line (blank lines and # comments "
+        "skipped): /v1/* then needs 'Authorization: Bearer KEY'; /healthz, "
+        "/readyz and the page at / stay open. Default: the file named by "
+        "$ARENA_API_KEYS_FILE, else no keys",
+    )
+    add(
+        "--metrics-auth",
+        action="store_true",
+        help="with API keys, /metrics needs a key too (default: /metrics open)",
+    )
+    add(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="listen on a non-loopback --host without API keys (refused "
+        "otherwise, exit code 2)",
+    )
     add_verbosity_options(parser, quiet_help="warnings only (no access log)")
     return parser
+
+
+def _api_key_file(args: argparse.Namespace) -> Path | None:
+    """``--api-key-file``, else ``$ARENA_API_KEYS_FILE``, else None."""
+    from pipelines.serving.auth import API_KEYS_ENV
+
+    if args.api_key_file is not None:
+        return args.api_key_file
+    named = os.environ.get(API_KEYS_ENV, "").strip()
+    return Path(named) if named else None
+
+
+def _check_access(args: argparse.Namespace, key_file: Path | None) -> str | None:
+    """Why the server must not start with these access options, or None."""
+    from pipelines.serving.auth import is_loopback
+
+    if key_file is None and args.metrics_auth:
+        return (
+            "--metrics-auth needs API keys: give --api-key-file PATH (or set "
+            "ARENA_API_KEYS_FILE), or leave out --metrics-auth."
+        )
+    if (
+        key_file is None
+        and not is_loopback(args.host)
+        and not args.allow_unauthenticated
+    ):
+        return (
+            f"refusing to listen on {args.host} without API keys: anyone who can "
+            "reach it could use the model. Give --api-key-file PATH (or set "
+            "ARENA_API_KEYS_FILE), listen on 127.0.0.1, or pass "
+            "--allow-unauthenticated."
+        )
+    return None
 
 
 def _setup_access_log(quiet: bool, verbose: bool = False) -> None:
@@ -183,7 +240,17 @@ def _main(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pipelines.serving.app import ServeSettings, create_app, load_model
+    from pipelines.serving.auth import read_api_keys
 
+    key_file = _api_key_file(args)
+    refusal = _check_access(args, key_file)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    if key_file is not None:
+        # A missing, unreadable or empty key file stops here, exit 2.
+        n_keys = len(read_api_keys(key_file))
+        logger.info("API keys on: %d key(s) from %s", n_keys, key_file)
     _setup_access_log(args.quiet, args.verbose)
     settings = ServeSettings(
         model_dir=str(args.model),
@@ -192,6 +259,8 @@ def _main(args: argparse.Namespace) -> int:
         batch_rows=args.batch_rows,
         batch_wait_ms=args.batch_wait_ms,
         n_jobs=args.n_jobs,
+        api_key_file=None if key_file is None else str(key_file),
+        metrics_auth=args.metrics_auth,
     )
     if args.workers == 1:
         # Load (and verify) before listening: a bad model stops here, exit 2.

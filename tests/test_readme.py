@@ -37,15 +37,22 @@ def test_first_code_block_holds_exactly_the_two_fresh_machine_commands():
     assert commands == ["make demo", "make test"]
 
 
-def test_ci_calls_make_test_with_a_throwaway_postgres_and_nothing_else():
+def test_ci_installs_chromium_then_calls_make_test_with_a_throwaway_postgres():
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     lines = [
         line
         for line in ci.splitlines()
         if line.strip() and not line.startswith(("#", "set ", "cd "))
     ]
+    chromium = [
+        "if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; "
+        "then",
+        "    apt-get update",
+        "    apt-get install -y chromium chromium-driver",
+        "fi",
+    ]
     postgres = ["source .ci/postgres.sh", "postgres_start", "trap postgres_stop EXIT"]
-    assert lines == [*postgres, "make test"]
+    assert lines == [*chromium, *postgres, "make test"]
 
 
 @pytest.mark.parametrize("name", sorted(PARSERS))

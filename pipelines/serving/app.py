@@ -32,10 +32,16 @@ from starlette.routing import Route
 from features.battles import CLASSES
 from features.errors import ModelIntegrityError
 from models import PreferenceModel
+from pipelines.serving.auth import (
+    BearerAuthMiddleware,
+    document_bearer,
+    read_api_keys,
+)
 from pipelines.serving.batcher import BatcherStopped, MicroBatcher
 from pipelines.serving.input import RequestError, parse_predict_body
 from pipelines.serving.metrics import AccessLogMiddleware, Metrics
 from pipelines.serving.openapi import DOCS_HTML, openapi_schema
+from pipelines.serving.page import page_headers, page_html
 
 __all__ = ["LoadedModel", "ServeSettings", "create_app", "load_model"]
 
@@ -64,6 +70,10 @@ class ServeSettings:
     batch_rows: int = 256
     batch_wait_ms: float = 10.0
     n_jobs: int | None = 1
+    api_key_file: str | None = None
+    """A file of API keys (one per line): ``/v1/*`` then needs ``Bearer KEY``."""
+    metrics_auth: bool = False
+    """With keys: ``/metrics`` needs a key too (else it stays open)."""
 
 
 @dataclass(frozen=True)
@@ -269,15 +279,22 @@ class _Service:
         )
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(
-            openapi_schema(
-                max_batch=self.settings.max_batch,
-                max_body_bytes=self.settings.max_body_bytes,
-            )
+        schema = openapi_schema(
+            max_batch=self.settings.max_batch,
+            max_body_bytes=self.settings.max_body_bytes,
         )
+        if self.settings.api_key_file is not None:
+            schema = document_bearer(schema, _protected_paths(self.settings))
+        return JSONResponse(schema)
 
     async def docs(self, request: Request) -> Response:
         return HTMLResponse(DOCS_HTML)
+
+    async def page(self, request: Request) -> Response:
+        return HTMLResponse(
+            page_html(api_keys=self.settings.api_key_file is not None),
+            headers=page_headers(),
+        )
 
     async def predict(self, request: Request) -> Response:
         if not self.ready:
@@ -343,6 +360,11 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _protected_paths(settings: ServeSettings) -> list[str]:
+    """Paths that need an API key (when the server has keys)."""
+    return ["/v1/", *(["/metrics"] if settings.metrics_auth else [])]
+
+
 def create_app(settings: ServeSettings, loaded: LoadedModel | None = None) -> Any:
     """The ASGI application (access logs and metrics around a Starlette app).
 
@@ -353,10 +375,22 @@ def create_app(settings: ServeSettings, loaded: LoadedModel | None = None) -> An
     loaded : LoadedModel, default=None
         An already loaded model; None loads ``settings.model_dir`` at startup
         (once per worker process).
+
+    Raises
+    ------
+    FileNotFoundError, PermissionError, ApiKeyFileError
+        ``settings.api_key_file`` is missing, unreadable or holds no key (see
+        :func:`pipelines.serving.auth.read_api_keys`).
     """
+    keys = (
+        read_api_keys(settings.api_key_file)
+        if settings.api_key_file is not None
+        else None
+    )
     service = _Service(settings, loaded)
     service.metrics = Metrics(loaded.sha if loaded is not None else "")
     routes = [
+        Route("/", service.page, methods=["GET"]),
         Route("/v1/predict", service.predict, methods=["POST"]),
         Route("/v1/model", service.model_info, methods=["GET"]),
         Route("/healthz", service.healthz, methods=["GET"]),
@@ -370,4 +404,6 @@ def create_app(settings: ServeSettings, loaded: LoadedModel | None = None) -> An
         lifespan=service.lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    if keys is not None:
+        app = BearerAuthMiddleware(app, keys, _protected_paths(settings))
     return AccessLogMiddleware(app, service.metrics, [r.path for r in routes])
