@@ -435,5 +435,5 @@ def test_dockerfile_binds_all_addresses_with_the_mounted_key_file():
     assert "0.0.0.0" in json.loads(command)
     assert "--allow-unauthenticated" not in command
     assert "-v " in dockerfile and ":/run/secrets/arena_api_keys:ro" in dockerfile
-    docs = (REPO / "docs" / "serving-page-and-keys.md").read_text()
+    docs = (REPO / "docs" / "serving.md").read_text()
     assert ":/run/secrets/arena_api_keys:ro" in docs
