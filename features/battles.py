@@ -148,7 +148,7 @@ REPAIR_KINDS: dict[str, str] = {
     "turn_count_mismatch": "prompt and response turn counts differ (kept as is)",
     "plain_pair_text": "chosen/rejected without Human:/Assistant: markers; one turn",
 }
-"""What each repair kind means; the README lists the same table."""
+"""What each repair kind means; docs/data.md lists the same table."""
 
 
 def _fix_surrogates(text: str, battle_id: str, report: RepairReport) -> str:

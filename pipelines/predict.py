@@ -83,8 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fit-prior",
         action="store_true",
-        help="estimate the class prior of --data by EM (no labels needed) and "
-        "shift predictions to it",
+        help="estimate the tie share of --data by black-box shift estimation "
+        "(no labels needed) and shift predictions to it",
     )
     add_scheduler_options(
         parser,
