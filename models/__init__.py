@@ -7,6 +7,7 @@ from models.folds import make_folds, prompt_groups, subsample_groups
 from models.label_shift import adjust_to_prior, estimate_prior_em
 from models.metrics import multiclass_log_loss
 from models.preference import PreferenceModel
+from models.recipe import TrainingRecipe, TrainingRows, swap_copies
 from models.stacking import BoosterStacker
 from models.transfer import (
     decisive_auc,
@@ -24,6 +25,8 @@ __all__ = [
     "ModelIntegrityError",
     "PreferenceModel",
     "TemperatureScaler",
+    "TrainingRecipe",
+    "TrainingRows",
     "adjust_to_prior",
     "decisive_auc",
     "decisive_log_loss",
@@ -34,6 +37,7 @@ __all__ = [
     "prompt_groups",
     "source_families",
     "subsample_groups",
+    "swap_copies",
     "tie_auc",
     "transfer_table",
     "within_set_cv",
