@@ -21,7 +21,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 
-from features.battles import CLASSES, SWAP_LABELS
+from features.battles import CLASSES, SWAP_LABELS, TIE
 from features.blocks.base import FeatureMatrix, swap_permutation
 from features.errors import InvalidParameterError, NotFittedError
 from features.pipeline import FeaturePipeline
@@ -56,7 +56,6 @@ from models.metrics import clipped_log, multiclass_log_loss
 from models.recipe import TrainingRecipe, anchor_offsets, battle_table
 from models.rules import apply_degenerate_rules
 from models.stacking import STACK_METHODS, BoosterStacker
-from models.transfer import TIE
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -330,7 +329,10 @@ class PreferenceModel(BaseEstimator):
         store : FeatureStore, default=None
             Feature cache to read from and fill.
         folds : array-like of int, default=None
-            Fold per battle; None makes prompt-grouped stratified folds.
+            Fold per battle; None makes the folds ``group_by`` says.
+
+        The rows (cut battles, labels, source weights, folds, anchor, swap
+        copies) come from :meth:`training_recipe`, as in every command.
 
         Returns
         -------
@@ -339,7 +341,10 @@ class PreferenceModel(BaseEstimator):
         Raises
         ------
         InvalidParameterError
-            A parameter outside its allowed values (see Parameters).
+            A parameter outside its allowed values (see Parameters), or
+            ``folds`` not one integer >= 0 per battle.
+        ValueError
+            No labels, or ``y`` not one label 0, 1 or 2 per battle.
         """
         check_parameters(self)
         recipe = self.training_recipe()

@@ -39,7 +39,8 @@ from features import (
 )
 from features.errors import ConfigError
 from features.pipeline import RunMode
-from models.transfer import model_fit_predict, source_families, transfer_table
+from models.sources import source_families
+from models.transfer import model_fit_predict, transfer_table
 from pipelines.config import Config
 from pipelines.estimator import model_from_config
 

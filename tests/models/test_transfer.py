@@ -11,15 +11,14 @@ import pytest
 from features.battles import as_battles
 from features.errors import BattleFormatError, InvalidParameterError
 from models import PreferenceModel, decisive_auc, decisive_log_loss
+from models.metrics import length_difference_auc, tie_auc
+from models.sources import source_families
 from models.transfer import (
     TRANSFER_COLUMNS,
     WITHIN_SET_COLUMNS,
     length_difference,
-    length_difference_auc,
     model_fit_predict,
     predict_with_prior,
-    source_families,
-    tie_auc,
     transfer_table,
     within_set_cv,
 )
