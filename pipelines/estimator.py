@@ -2,10 +2,12 @@
 
 The config contract lives here and only here: ``models/`` takes plain
 arguments and never reads a profile. :func:`model_from_config` maps profile
-keys to :class:`~models.PreferenceModel` parameters, :func:`tune_from_config`
-runs the Optuna studies a profile describes, and :func:`check_config` checks
-every key they read against the models' own rules at load time, so a bad value
-fails before any feature is built, naming the key and the file.
+keys to :class:`~models.PreferenceModel` parameters, :func:`recipe_from_config`
+gives that model's training recipe (:func:`training_rows` the rows it makes,
+for every command), :func:`tune_from_config` runs the Optuna studies a
+profile describes, and :func:`check_config` checks every key they read
+against the models' own rules at load time, so a bad value fails before any
+feature is built, naming the key and the file.
 """
 
 from __future__ import annotations
@@ -228,10 +230,12 @@ def tune_from_config(
     """Run the tuning studies a profile describes on a feature matrix.
 
     The trials see whole prompt groups of at most ``tuning.max_rows`` rows
-    with ``tuning.n_folds`` folds of their own
-    (:func:`models.folds.tuning_sample`); the studies, their budget split and
-    their search spaces come from ``tuning``, the base params from
-    ``training.booster_params``.
+    with ``tuning.n_folds`` folds of their own and an anchor fitted on them,
+    as the profile's training recipe makes them
+    (:meth:`models.recipe.TrainingRecipe.tuning_rows`); the studies, their
+    budget split and their search spaces come from ``tuning``, the base
+    params from ``training.booster_params``. :func:`tune_on_rows` builds the
+    matrix of :func:`training_rows` and calls this.
 
     Parameters
     ----------
@@ -273,6 +277,8 @@ def tune_from_config(
     ------
     ConfigError
         A booster gets trials but has no search space.
+    InvalidParameterError
+        ``training.group_by`` is "source" and no `families` are given.
     """
     arguments = _tuning_arguments(config, n_trials, storage)
     sample = recipe_from_config(config).tuning_rows(
