@@ -40,6 +40,8 @@ def test_single_feature_and_drop_variants():
     assert "embeddings" not in habits.variant_blocks(
         "default-embeddings", LITE, DEFAULT
     )
+    with_minilm = habits.variant_blocks("habits+embeddings", LITE, DEFAULT)
+    assert set(with_minilm) == {*LITE, "tie_cues", "embeddings"}
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,11 @@ def test_single_feature_and_drop_variants():
 def test_bad_variants_are_named(variant, match):
     with pytest.raises(ValueError, match=match):
         habits.variant_blocks(variant, LITE, DEFAULT)
+
+
+def test_embeddings_variant_needs_the_default_profiles_block():
+    with pytest.raises(ValueError, match="add it to configs/default.yaml"):
+        habits.variant_blocks("habits+embeddings", LITE, LITE)
 
 
 def test_scores_reward_the_right_predictions():
