@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from features import FeatureStore, read_battles
+from features.blocks.flags import FlagsBlock
 from models import make_folds, prompt_groups
 from models.metrics import multiclass_log_loss
 from models.transfer import decisive_auc, tie_auc
@@ -223,6 +224,37 @@ def report(out: Path, *, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def kind_outcomes(battles: pd.DataFrame, name: str) -> pd.DataFrame:
+    """How voters treat each refusal kind: battles where one side has it.
+
+    One row per flag (``refusal``, ``refusal_ethics``, ``refusal_capability``,
+    ``hard_refusal``): the battles where exactly one answer has the flag, and
+    the shares where that answer won, tied or lost.
+    """
+    frame = FlagsBlock().transform(battles).to_frame()
+    labels = battles["label"].to_numpy()
+    rows = []
+    for kind in ("refusal", "refusal_ethics", "refusal_capability", "hard_refusal"):
+        a = frame[f"a_flag_{kind}"].to_numpy()
+        b = frame[f"b_flag_{kind}"].to_numpy()
+        one = a != b
+        won = np.where(a > b, labels == 0, labels == 1)[one]
+        tied = (labels == 2)[one]
+        rows.append(
+            {
+                "set": name,
+                "flag": kind,
+                "battles": int(one.sum()),
+                "flagged_won": float(won.mean()) if one.any() else float("nan"),
+                "tie": float(tied.mean()) if one.any() else float("nan"),
+                "flagged_lost": float((~won & ~tied).mean())
+                if one.any()
+                else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def markdown(table: pd.DataFrame) -> str:
     """The score table as markdown, 4 decimals."""
     header = "| " + " | ".join(table.columns) + " |"
@@ -272,6 +304,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         run(variants, train_sets, args.out, seed=args.seed)
     text = markdown(report(args.out, seed=args.seed))
+    outcomes = pd.concat(
+        [
+            kind_outcomes(read_battles(CORPUS / f"{name}.csv"), name)
+            for name in ("kaggle", "arena2023")
+        ]
+    )
+    text += "\n\n" + markdown(outcomes)
     print(text)
     (args.out / "scores.md").write_text(text + "\n", encoding="utf-8")
 

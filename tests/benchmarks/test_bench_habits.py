@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import bench_habits as habits
@@ -87,3 +88,21 @@ def test_report_scores_only_complete_variants(tmp_path, monkeypatch):
     assert table["variant"].tolist() == ["complete"]
     assert table["decisive_acc"].iloc[0] == 1.0
     assert "| complete | kaggle |" in habits.markdown(table)
+
+
+def test_kind_outcomes_count_who_won_against_each_refusal_kind():
+    ethics = "I'm sorry, but I cannot help with that as it is illegal."
+    browse = "I'm sorry, but I can't browse the web."
+    battles = pd.DataFrame(
+        {
+            "prompt": [["q"]] * 4,
+            "response_a": [[ethics], ["Here you go."], [browse], [browse]],
+            "response_b": [["Here you go."], [ethics], ["Sure."], ["Sure."]],
+            "label": [1, 0, 0, 2],
+        }
+    )
+    table = habits.kind_outcomes(battles, "toy").set_index("flag")
+    assert table.loc["refusal_ethics", "battles"] == 2
+    assert table.loc["refusal_ethics", "flagged_lost"] == 1.0
+    assert table.loc["refusal_capability", "flagged_won"] == 0.5
+    assert table.loc["refusal_capability", "tie"] == 0.5
