@@ -209,19 +209,52 @@ def run(
                 logger.info("%s / %s / fold %d: %.0f s", *key, elapsed)
 
 
-def report(out: Path, *, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Scores of every (variant, training set) whose folds are all in ``out``."""
+def _base_of(variant: str) -> str | None:
+    """The variant a variant is compared with: one change away."""
+    if variant in ("+refusal_kinds", "+tie_cues", "habits"):
+        return "before"
+    if variant.startswith("habits"):
+        return "habits"
+    if variant.startswith("default-"):
+        return "default"
+    return None
+
+
+def report(outs: Sequence[Path], *, n_folds: int = 5, seed: int = 42) -> pd.DataFrame:
+    """Scores of every (variant, training set) whose folds are all in ``outs``.
+
+    ``d_log_loss`` is the change of 3-class log loss against the variant one
+    change away (``before`` for the new features, ``habits`` for a dropped
+    block), on the same rows; ``d_se`` its standard error over rows (the
+    rows are paired, so it is much smaller than either loss's own).
+    """
     _, labels, folds = _kaggle_folds(n_folds, seed)
-    done = _done(out / "folds.jsonl")
-    rows = []
+    done: dict[tuple[str, str, int], list[list[float]]] = {}
+    for out in outs:
+        done |= _done(out / "folds.jsonl")
+    oof: dict[tuple[str, str], np.ndarray] = {}
     for variant, train in dict.fromkeys((v, t) for v, t, _ in done):
         if not all((variant, train, f) in done for f in range(n_folds)):
             continue
         proba = np.zeros((len(labels), 3))
         for fold in range(n_folds):
             proba[folds == fold] = np.asarray(done[(variant, train, fold)])
-        rows.append({"variant": variant, "train": train, **scores(labels, proba)})
+        oof[(variant, train)] = proba
+    rows = []
+    for (variant, train), proba in oof.items():
+        row = {"variant": variant, "train": train, **scores(labels, proba)}
+        base = oof.get((_base_of(variant), train))
+        if base is not None:
+            delta = _row_log_loss(labels, proba) - _row_log_loss(labels, base)
+            row["d_log_loss"] = float(delta.mean())
+            row["d_se"] = float(delta.std(ddof=1) / np.sqrt(len(delta)))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _row_log_loss(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    picked = proba[np.arange(len(labels)), labels]
+    return -np.log(np.clip(picked, 1e-15, 1.0))
 
 
 def kind_outcomes(battles: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -261,7 +294,10 @@ def markdown(table: pd.DataFrame) -> str:
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     lines = [header, rule]
     for row in table.itertuples(index=False):
-        cells = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        cells = [
+            ("" if np.isnan(v) else f"{v:.4f}") if isinstance(v, float) else str(v)
+            for v in row
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -286,6 +322,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        help="another output folder whose results join the table (repeatable)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="fit nothing: score what the output folder holds",
@@ -303,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown training sets {unknown}; use {list(TRAIN_SETS)}.")
     if not args.report_only:
         run(variants, train_sets, args.out, seed=args.seed)
-    text = markdown(report(args.out, seed=args.seed))
+    text = markdown(report([args.out, *args.also], seed=args.seed))
     outcomes = pd.concat(
         [
             kind_outcomes(read_battles(CORPUS / f"{name}.csv"), name)

@@ -84,7 +84,7 @@ def test_report_scores_only_complete_variants(tmp_path, monkeypatch):
             row = {"variant": variant, "train": "kaggle", "fold": fold}
             lines.append(json.dumps(row | {"seconds": 1.0, "proba": proba}))
     (tmp_path / "folds.jsonl").write_text("\n".join(lines) + "\n")
-    table = habits.report(tmp_path, n_folds=2)
+    table = habits.report([tmp_path], n_folds=2)
     assert table["variant"].tolist() == ["complete"]
     assert table["decisive_acc"].iloc[0] == 1.0
     assert "| complete | kaggle |" in habits.markdown(table)
@@ -106,3 +106,25 @@ def test_kind_outcomes_count_who_won_against_each_refusal_kind():
     assert table.loc["refusal_ethics", "flagged_lost"] == 1.0
     assert table.loc["refusal_capability", "flagged_won"] == 0.5
     assert table.loc["refusal_capability", "tie"] == 0.5
+
+
+def test_report_gives_the_paired_change_against_the_variant_before(
+    tmp_path, monkeypatch
+):
+    labels = np.array([0, 1, 2, 0])
+    folds = np.array([0, 0, 1, 1])
+    monkeypatch.setattr(habits, "_kaggle_folds", lambda n, s: (None, labels, folds))
+    flat = [[1 / 3] * 3] * 2
+    sharp = [[0.6, 0.2, 0.2], [0.2, 0.6, 0.2]]
+    lines = []
+    for variant, proba in (("before", flat), ("habits", sharp)):
+        for fold in range(2):
+            row = {"variant": variant, "train": "kaggle", "fold": fold}
+            lines.append(json.dumps(row | {"seconds": 1.0, "proba": proba}))
+    (tmp_path / "folds.jsonl").write_text("\n".join(lines) + "\n")
+    table = habits.report([tmp_path], n_folds=2).set_index("variant")
+    assert np.isnan(table.loc["before", "d_log_loss"])
+    # rows 0, 1: 0.6 instead of 1/3; rows 2, 3: 0.2 instead of 1/3
+    expected = (2 * np.log(3 * 0.6) + 2 * np.log(3 * 0.2)) / -4
+    assert table.loc["habits", "d_log_loss"] == pytest.approx(expected)
+    assert table.loc["habits", "d_se"] > 0
