@@ -358,8 +358,8 @@ class FlagsBlock(FeatureBlock):
         (an answer that only refuses), per side with ``d_`` differences and
         ``s_flag_both_<kind>`` / ``s_flag_any_<kind>``. Arena voters punish
         ethics refusals far more than capability disclaimers.
-    hard_refusal_words : int, default=30
-        Most words after the last refusal cue for ``flag_hard_refusal``, >= 0.
+    hard_refusal_words : int, default=50
+        Most words of the last turn for ``flag_hard_refusal``, >= 0.
 
     Attributes
     ----------
@@ -397,7 +397,7 @@ class FlagsBlock(FeatureBlock):
         max_chars: int = 3000,
         near_identical_threshold: float = 0.9,
         refusal_kinds: bool = True,
-        hard_refusal_words: int = 30,
+        hard_refusal_words: int = 50,
     ) -> None:
         self.refusal_window = refusal_window
         self.max_chars = max_chars

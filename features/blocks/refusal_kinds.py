@@ -30,7 +30,14 @@ __all__ = ["KINDS_RESOURCE", "RefusalKinds", "kind_phrases", "refusal_kinds"]
 KINDS_RESOURCE = "refusal_kinds.json"
 """Package data file in ``features.blocks`` holding the cue phrases."""
 
-_LISTS = ("declines", "strong_declines", "ethics_cues", "capability_cues")
+_LISTS = (
+    "declines",
+    "strong_declines",
+    "ethics_cues",
+    "capability_cues",
+    "self_capability_cues",
+    "ai_self",
+)
 _APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u201b\u02bc\uff07\u00b4", "'"))
 
 
@@ -54,7 +61,7 @@ def kind_phrases() -> dict[str, dict[str, tuple[str, ...]]]:
 
     Examples
     --------
-    >>> "knowledge cutoff" in kind_phrases()["capability_cues"]["en"]
+    >>> "knowledge cutoff" in kind_phrases()["self_capability_cues"]["en"]
     True
     """
     resource = importlib.resources.files("features.blocks").joinpath(KINDS_RESOURCE)
@@ -137,7 +144,7 @@ def refusal_kinds(
     declined: bool,
     window: int = 300,
     max_chars: int = 3000,
-    hard_words: int = 30,
+    hard_words: int = 50,
 ) -> RefusalKinds:
     """Classify one answer's refusal: ethics, capability, hard.
 
@@ -151,8 +158,8 @@ def refusal_kinds(
         Characters at the start of the normalised text where cues count.
     max_chars : int, default=3000
         Characters of the text read at all.
-    hard_words : int, default=30
-        Most words after the last refusal cue for a hard refusal.
+    hard_words : int, default=50
+        Most words of a hard refusal.
 
     Returns
     -------
@@ -160,11 +167,13 @@ def refusal_kinds(
         ``ethics``: a decline and an ethics cue (harmful, illegal,
         unethical, ... in eight languages) in the window, or a strong
         decline ("I must not", "I cannot and will not") there;
-        ``capability``: a capability cue (browsing, real-time data,
-        knowledge cutoff, images) in the window; ``hard``: some refusal
-        (ethics, capability or ``declined``) and at most ``hard_words``
-        words after the last cue of any kind in the text: an answer that
-        only refuses, not a hedge followed by an answer.
+        ``capability``: in the window, a disclaimer about the model's own
+        knowledge ("as of my knowledge cutoff", "my training data"), or a
+        capability cue (browsing, real-time data, images, links) next to a
+        decline or an AI self-reference ("as an AI", "I don't have");
+        ``hard``: a refusal (``declined`` or ``ethics``) in at most
+        ``hard_words`` words: a short answer that only refuses, not a hedge
+        followed by an answer.
 
     Examples
     --------
@@ -172,21 +181,20 @@ def refusal_kinds(
     RefusalKinds(ethics=True, capability=False, hard=True)
     >>> refusal_kinds("I can't browse the web.", declined=True).ethics
     False
+    >>> refusal_kinds("We built a real-time data pipeline.", declined=False)
+    RefusalKinds(ethics=False, capability=False, hard=False)
     """
     norm = normalise_for_cues(text[:max_chars])
     head = norm[:window]
     regexes = _regexes()
-    decline = declined or regexes["declines"].search(head) is not None
-    ethics = regexes["strong_declines"].search(head) is not None or (
-        decline and regexes["ethics_cues"].search(head) is not None
+
+    def found(name: str) -> bool:
+        return regexes[name].search(head) is not None
+
+    decline = declined or found("declines")
+    ethics = found("strong_declines") or (decline and found("ethics_cues"))
+    capability = found("self_capability_cues") or (
+        found("capability_cues") and (decline or found("ai_self"))
     )
-    capability = regexes["capability_cues"].search(head) is not None
-    if not (ethics or capability or declined):
-        return RefusalKinds(False, False, False)
-    last_end = 0
-    for name in _LISTS:
-        for match in regexes[name].finditer(norm):
-            last_end = max(last_end, match.end())
-    rest = norm[last_end:] if last_end else norm
-    hard = len(find_words(rest)) <= hard_words and len(norm) < max_chars
+    hard = (ethics or declined) and len(find_words(text[:max_chars])) <= hard_words
     return RefusalKinds(ethics, capability, hard)

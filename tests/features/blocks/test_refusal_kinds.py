@@ -106,9 +106,15 @@ def test_ordinary_answers_are_no_refusal_of_any_kind(text):
 
 
 def test_hard_refusal_words_moves_the_limit():
-    text = "I can't browse the web. " + "Here is what I know. " * 5
+    text = "I'm sorry, but I can't help with that. " + "It is illegal. " * 5
     assert refusal_kinds(text, declined=True, hard_words=30).hard
     assert not refusal_kinds(text, declined=True, hard_words=5).hard
+
+
+def test_a_capability_cue_without_a_decline_is_no_disclaimer():
+    text = "We built a real-time data pipeline and a web browsing feature."
+    assert refusal_kinds(text, declined=False) == (False, False, False)
+    assert refusal_kinds("As an AI, I can't browse the web.", declined=False)[1]
 
 
 def test_cues_only_count_in_the_opening_window():
@@ -128,7 +134,7 @@ def test_kind_columns_come_per_side_with_differences_and_pairs():
     np.testing.assert_array_equal(frame["d_flag_refusal_capability"], [-1, 1])
     np.testing.assert_array_equal(frame["s_flag_any_refusal_ethics"], [1, 1])
     np.testing.assert_array_equal(frame["s_flag_both_refusal_ethics"], [0, 0])
-    np.testing.assert_array_equal(frame["s_flag_both_hard_refusal"], [1, 1])
+    np.testing.assert_array_equal(frame["s_flag_both_hard_refusal"], [0, 1])
 
 
 def test_kinds_are_swap_consistent(swap_check):
