@@ -26,6 +26,7 @@ BLOCK_REGISTRY: dict[str, str] = {
     "style": "features.blocks.style:StyleBlock",
     "flags": "features.blocks.flags:FlagsBlock",
     "similarity": "features.blocks.similarity:SimilarityBlock",
+    "tie_cues": "features.blocks.tie_cues:TieCuesBlock",
     "tfidf": "features.blocks.tfidf:TfidfBlock",
     "word2vec": "features.blocks.word2vec:Word2VecBlock",
     "embeddings": "features.blocks.embeddings:EmbeddingsBlock",

@@ -30,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from features.blocks.base import FeatureBlock, FeatureMatrix
+from features.blocks.refusal_kinds import refusal_kinds
 from features.blocks.similarity import (
     char_ngram_counts,
     jaccard_from_counts,
@@ -266,6 +267,8 @@ def _side_flags(
         "truncated",
         "unclosed_code",
     )
+    if block.refusal_kinds:
+        names += ("refusal_ethics", "refusal_capability", "hard_refusal")
     out = {name: np.zeros(n) for name in names}
     ends: list[str] = []
     for i, turns in enumerate(turns_column):
@@ -276,6 +279,17 @@ def _side_flags(
             last, window=block.refusal_window, max_chars=block.max_chars
         )
         out["refusal"][i] = in_window > 0
+        if block.refusal_kinds:
+            kinds = refusal_kinds(
+                last,
+                declined=in_window > 0,
+                window=block.refusal_window,
+                max_chars=block.max_chars,
+                hard_words=block.hard_refusal_words,
+            )
+            out["refusal_ethics"][i] = kinds.ethics
+            out["refusal_capability"][i] = kinds.capability
+            out["hard_refusal"][i] = kinds.hard
         out["refusal_count"][i] = total
         out["empty"][i] = not any(turns)
         out["whitespace_only"][i] = blank and any(turns)
@@ -309,6 +323,9 @@ class FlagsBlock(FeatureBlock):
       ``flag_script_shift``: total-variation distance of the two script
       mixes, in [0, 1].
 
+    - ``flag_refusal_ethics``, ``flag_refusal_capability``,
+      ``flag_hard_refusal`` with ``refusal_kinds`` (see the parameter).
+
     Symmetric (``s_``): ``flag_identical`` (joined texts equal),
     ``flag_near_identical`` (equal up to case and whitespace, or char
     3-gram Jaccard >= ``near_identical_threshold``), ``flag_both_refuse`` /
@@ -332,6 +349,17 @@ class FlagsBlock(FeatureBlock):
     near_identical_threshold : float, default=0.9
         Char 3-gram Jaccard from which two answers are near-identical, in
         (0, 1].
+    refusal_kinds : bool, default=True
+        Also emit the refusal kinds of
+        :func:`features.blocks.refusal_kinds.refusal_kinds`:
+        ``flag_refusal_ethics`` (an ethics/safety refusal),
+        ``flag_refusal_capability`` (a capability disclaimer: browsing,
+        real-time data, knowledge cutoff, images) and ``flag_hard_refusal``
+        (an answer that only refuses), per side with ``d_`` differences and
+        ``s_flag_both_<kind>`` / ``s_flag_any_<kind>``. Arena voters punish
+        ethics refusals far more than capability disclaimers.
+    hard_refusal_words : int, default=50
+        Most words of the last turn for ``flag_hard_refusal``, >= 0.
 
     Attributes
     ----------
@@ -351,13 +379,15 @@ class FlagsBlock(FeatureBlock):
     """
 
     name: ClassVar[str] = "flags"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     stateful: ClassVar[bool] = False
 
     _allowed_values: ClassVar[ParameterTable] = {
         "refusal_window": [Interval(Integral, 1, None)],
         "max_chars": [Interval(Integral, 1, None)],
         "near_identical_threshold": [Interval(Real, 0, 1, closed="right")],
+        "refusal_kinds": [bool],
+        "hard_refusal_words": [Interval(Integral, 0, None)],
     }
 
     def __init__(
@@ -366,10 +396,14 @@ class FlagsBlock(FeatureBlock):
         refusal_window: int = 300,
         max_chars: int = 3000,
         near_identical_threshold: float = 0.9,
+        refusal_kinds: bool = True,
+        hard_refusal_words: int = 50,
     ) -> None:
         self.refusal_window = refusal_window
         self.max_chars = max_chars
         self.near_identical_threshold = near_identical_threshold
+        self.refusal_kinds = refusal_kinds
+        self.hard_refusal_words = hard_refusal_words
 
     def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
         """Flag features of each battle (float32, finite).
@@ -402,6 +436,9 @@ class FlagsBlock(FeatureBlock):
             "truncated": (a["truncated"], b["truncated"]),
             "script_mismatch": (a["script_mismatch"], b["script_mismatch"]),
         }
+        if self.refusal_kinds:
+            for name in ("refusal_ethics", "refusal_capability", "hard_refusal"):
+                pairs[name] = (a[name], b[name])
         for name, (flag_a, flag_b) in pairs.items():
             symmetric[f"both_{name}"] = np.minimum(flag_a, flag_b)
             symmetric[f"any_{name}"] = np.maximum(flag_a, flag_b)
