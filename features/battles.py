@@ -241,7 +241,7 @@ def _header_key(name: Any) -> str:
 def _lookalikes(columns: Sequence[Any], expected: Sequence[str]) -> list[str]:
     """``"'ID ' looks like 'id'"`` for each column that differs only in case/spaces."""
     found = []
-    for name in expected:
+    for name in dict.fromkeys(expected):
         if name in columns:
             continue
         found += [
@@ -275,7 +275,9 @@ def _check_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> N
             )
     missing = [c for c in required if c not in columns]
     if missing:
-        hints = _lookalikes(columns, missing)
+        # Any known column, not only the required ones: an arena dump's
+        # 'Conversation_A' is read as a Kaggle table missing 'prompt'.
+        hints = _lookalikes(columns, [*missing, *_known_columns()])
         hint = (
             f" {', '.join(hints)} (case or surrounding spaces differ): rename "
             f"{'it' if len(hints) == 1 else 'them'}."

@@ -620,3 +620,15 @@ def test_a_latin1_file_still_names_its_first_bad_byte(tmp_path):
         BattleFormatError, match=r"not valid UTF-8: byte 0xe9 at offset 41 \(line 2\)"
     ):
         read_battles(path)
+
+
+def test_an_arena_dump_with_capitalised_headers_is_told_which_column_they_are():
+    frame = pd.DataFrame(
+        {"id": ["1"], "Conversation_A": ["[]"], "Conversation_B": ["[]"]}
+    )
+    with pytest.raises(
+        BattleFormatError,
+        match=r"'Conversation_A' looks like 'conversation_a', 'Conversation_B' looks "
+        r"like 'conversation_b'",
+    ):
+        read_battles(frame)
