@@ -486,9 +486,11 @@ def read_table(source: str | Path) -> pd.DataFrame:
     FileNotFoundError
         The file (or the archive) does not exist.
     DataFileError
-        Unknown suffix, an empty file, another delimiter than a comma, a file
-        that its format's parser refuses, an archive that holds no battle
-        file, several (the message lists them) or not the member named.
+        Unknown suffix, an empty file, a binary file under a text format's
+        suffix, a CSV header that names a column twice, another delimiter than
+        a comma, a file that its format's parser refuses, an archive that
+        holds no battle file, several (the message lists them) or not the
+        member named.
     BattleFormatError
         The file is not valid UTF-8 (the message gives the offset and line).
 

@@ -622,10 +622,13 @@ def read_battles(
     Raises
     ------
     BattleFormatError
-        Unknown layout, missing columns, labels not one-hot, duplicate ids,
-        a file that is not UTF-8.
+        Unknown layout, missing columns (naming any header that differs from
+        one only in case or spaces), a column twice, labels not one-hot,
+        duplicate ids, a row with none of the text fields, a file that is not
+        UTF-8.
     DataFileError
-        A file that cannot be read as a table: unknown suffix, empty, not
+        A file that cannot be read as a table: unknown suffix, empty, binary
+        (not a UTF-8 text file), a CSV header naming a column twice, not
         comma-separated, refused by its parser, or an archive without exactly
         one battle file (the message lists the members).
     FileNotFoundError
