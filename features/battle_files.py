@@ -14,6 +14,8 @@ and what is expected.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
 import io
 import json
@@ -53,6 +55,20 @@ LAYOUT_COLUMNS: dict[str, tuple[str, ...]] = {
 """Layout name -> the columns that mark a table as battles in that layout."""
 
 _HEAD_BYTES = 65_536
+_TEXT_CHECK_BYTES = 1_024
+# A text format whose file starts with one of these holds something else.
+_BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a zip archive (an .xlsx workbook is one)"),
+    (
+        b"\x1f\x8b",
+        "gzip-compressed data (decompress it, or name a gzipped CSV .csv.gz)",
+    ),
+    (b"PAR1", "a parquet file (name it .parquet)"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or Office document"),
+    (b"%PDF-", "a PDF document"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _FOREIGN_DELIMITERS = (";", "\t", "|")
 _CSV_HEADER = ",".join(LAYOUT_COLUMNS["kaggle"])
 _DECIMAL = re.compile(r"[+-]?\d+(?:\.\d*)?")
@@ -125,8 +141,24 @@ def _integral_ids(ids: pd.Series) -> pd.Series:
     )
 
 
+def _check_header_names(source: _Source, header: str) -> None:
+    """Refuse a header that names a column twice (pandas renames the second)."""
+    names = next(csv.reader([header]), [])
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataFileError(
+                f"battle file {source.name!r} has the column {name!r} twice in its "
+                f"header (columns {seen[name]} and {position}); the second would be "
+                f"read as {name + '.1'!r} and ignored. Keep one of them, or rename "
+                "the other."
+            )
+        seen[name] = position
+
+
 def _read_csv(source: _Source, head: bytes) -> pd.DataFrame:
     header = _first_line(head)
+    _check_header_names(source, header)
     if "," not in header:
         found = {d: header.count(d) for d in _FOREIGN_DELIMITERS if d in header}
         if found:
@@ -228,6 +260,7 @@ _FORMATS: dict[str, _Format] = {
 """Suffix -> how to read it and what a file of that format should hold."""
 
 SUFFIXES: tuple[str, ...] = (*_FORMATS, ".zip")
+_TEXT_SUFFIXES = frozenset(_FORMATS) - {".parquet", ".pq"}
 """Every suffix :func:`read_table` reads."""
 
 
@@ -270,12 +303,58 @@ def _not_utf8_error(source: _Source, err: UnicodeDecodeError) -> BattleFormatErr
     )
 
 
+def _not_text_reason(head: bytes) -> str | None:
+    """Why the start of a file is not text, or None when it looks like text.
+
+    A NUL byte in valid UTF-8 is a (strange) character, so it alone does not
+    make a binary file: the first KB must also be invalid UTF-8, or be more
+    than a quarter NULs (UTF-16 text without a byte-order mark).
+    """
+    first = head[:_TEXT_CHECK_BYTES]
+    for signature, kind in _BINARY_SIGNATURES:
+        if first.startswith(signature):
+            return f"it starts like {kind}"
+    if first.startswith(_UTF16_BOMS):
+        return "it starts with a UTF-16 byte-order mark"
+    nul = first.find(b"\x00")
+    if nul < 0:
+        return None
+    try:
+        # final=False: a character cut at the end of the first KB is fine.
+        codecs.getincrementaldecoder("utf-8")().decode(first, final=False)
+    except UnicodeDecodeError:
+        return (
+            f"its first {len(first):,} bytes hold a NUL byte (offset {nul:,}) and "
+            "bytes that are not UTF-8"
+        )
+    n_nul = first.count(b"\x00")
+    if n_nul * 4 > len(first):
+        return (
+            f"{n_nul:,} of its first {len(first):,} bytes are NUL (UTF-16 text "
+            "without a byte-order mark?)"
+        )
+    return None
+
+
+def _check_text(source: _Source, head: bytes) -> None:
+    """Refuse a binary file given a text format's suffix, saying what it is."""
+    reason = _not_text_reason(head)
+    if reason is not None:
+        raise DataFileError(
+            f"battle file {source.name!r} is not a UTF-8 text file: {reason}. Expected "
+            f"{_FORMATS[source.suffix].expected}, as UTF-8 text. Export the table "
+            "as CSV (UTF-8), or give the file the suffix of its format."
+        )
+
+
 def _parse(source: _Source) -> pd.DataFrame:
     try:
         with _decompressed(source) as handle:
             head = handle.read(_HEAD_BYTES)
         if not head.strip():
             raise _empty_error(source, head)
+        if source.suffix in _TEXT_SUFFIXES:
+            _check_text(source, head)
         return _FORMATS[source.suffix].read(source, head)
     except UnicodeDecodeError as err:
         raise _not_utf8_error(source, err) from err
@@ -407,9 +486,11 @@ def read_table(source: str | Path) -> pd.DataFrame:
     FileNotFoundError
         The file (or the archive) does not exist.
     DataFileError
-        Unknown suffix, an empty file, another delimiter than a comma, a file
-        that its format's parser refuses, an archive that holds no battle
-        file, several (the message lists them) or not the member named.
+        Unknown suffix, an empty file, a binary file under a text format's
+        suffix, a CSV header that names a column twice, another delimiter than
+        a comma, a file that its format's parser refuses, an archive that
+        holds no battle file, several (the message lists them) or not the
+        member named.
     BattleFormatError
         The file is not valid UTF-8 (the message gives the offset and line).
 

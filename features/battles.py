@@ -232,12 +232,64 @@ def _row_names(frame: pd.DataFrame, mask: np.ndarray) -> str:
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
+def _known_columns() -> tuple[str, ...]:
+    """Every column name a reader looks for, in any layout."""
+    layouts = [name for names in LAYOUT_COLUMNS.values() for name in names]
+    return (*dict.fromkeys(layouts), *CLASSES, "label", "weight", "winner")
+
+
+def _header_key(name: Any) -> str:
+    return str(name).strip().lower()
+
+
+def _lookalikes(columns: Sequence[Any], expected: Sequence[str]) -> list[str]:
+    """``"'ID ' looks like 'id'"`` for each column that differs only in case/spaces."""
+    found = []
+    for name in dict.fromkeys(expected):
+        if name in columns:
+            continue
+        found += [
+            f"{column!r} looks like {name!r}"
+            for column in columns
+            if _header_key(column) == name
+        ]
+    return found
+
+
 def _check_columns(frame: pd.DataFrame, required: Sequence[str], what: str) -> None:
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
+    """Refuse repeated columns, and missing ones (naming any lookalike found).
+
+    Headers that differ from a known column only in case or surrounding
+    spaces are not renamed: the message says which column each one looks
+    like, so the fix is one rename.
+    """
+    columns = list(frame.columns)
+    repeated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if repeated:
         raise BattleFormatError(
-            f"{what} is missing column(s) {missing}; found {list(frame.columns)}. "
-            f"Rename the columns or pick the matching reader."
+            f"{what} has the column(s) {repeated} more than once; found {columns}. "
+            "Keep one of each."
+        )
+    for name in _known_columns():
+        twins = [c for c in columns if _header_key(c) == name]
+        if name in columns and len(twins) > 1:
+            raise BattleFormatError(
+                f"{what} has columns {twins} that differ only in case or spaces; "
+                f"{name!r} is read and the others would be ignored. Keep one of them."
+            )
+    missing = [c for c in required if c not in columns]
+    if missing:
+        # Any known column, not only the required ones: an arena dump's
+        # 'Conversation_A' is read as a Kaggle table missing 'prompt'.
+        hints = _lookalikes(columns, [*missing, *_known_columns()])
+        hint = (
+            f" {', '.join(hints)} (case or surrounding spaces differ): rename "
+            f"{'it' if len(hints) == 1 else 'them'}."
+            if hints
+            else " Rename the columns or pick the matching reader."
+        )
+        raise BattleFormatError(
+            f"{what} is missing column(s) {missing}; found {columns}.{hint}"
         )
 
 
@@ -340,6 +392,26 @@ def labels_to_onehot(labels: Iterable[int]) -> np.ndarray:
     return onehot
 
 
+def _check_some_text(frame: pd.DataFrame, text_columns: Sequence[str]) -> None:
+    """Refuse rows where every text field is missing: they are not battles.
+
+    One or two missing fields are repaired (``null_field``); a row with none
+    (a conversation dump's row in a battle file, a blank CSV line with an id)
+    would otherwise be predicted as an empty battle.
+    """
+    none = np.ones(len(frame), dtype=bool)
+    for column in text_columns:
+        none &= np.array(
+            [_is_missing(value) for value in frame[column].tolist()], dtype=bool
+        )
+    if none.any():
+        raise BattleFormatError(
+            f"no text in any of {list(text_columns)} in battle(s) "
+            f"{_row_names(frame, none)}: each field is missing or null, so the row "
+            "is not a battle. Drop the row, or give it its prompt and responses."
+        )
+
+
 def _finish(
     frame: pd.DataFrame,
     report: RepairReport,
@@ -349,6 +421,7 @@ def _finish(
     out = frame.copy()
     out["id"] = battle_ids(out["id"])
     _check_unique_ids(out)
+    _check_some_text(out, text_columns)
     ids = out["id"].tolist()
     for column in text_columns:
         out[column] = [
@@ -553,10 +626,13 @@ def read_battles(
     Raises
     ------
     BattleFormatError
-        Unknown layout, missing columns, labels not one-hot, duplicate ids,
-        a file that is not UTF-8.
+        Unknown layout, missing columns (naming any header that differs from
+        one only in case or spaces), a column twice, labels not one-hot,
+        duplicate ids, a row with none of the text fields, a file that is not
+        UTF-8.
     DataFileError
-        A file that cannot be read as a table: unknown suffix, empty, not
+        A file that cannot be read as a table: unknown suffix, empty, binary
+        (not a UTF-8 text file), a CSV header naming a column twice, not
         comma-separated, refused by its parser, or an archive without exactly
         one battle file (the message lists the members).
     FileNotFoundError

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 
 from features.errors import InvalidParameterError, NotFittedError
+from models._blas import single_blas_thread
 
 __all__ = ["ANCHOR_COVARIATES", "StyleAnchor"]
 
@@ -185,7 +186,10 @@ def _fit_signed_logistic(
         return nll + 0.5 * _L2 * beta @ beta / total, grad + _L2 * beta / total
 
     bounds = [(0.0, None) if sign > 0 else (None, 0.0) for sign in signs]
-    result = minimize(
-        loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds
-    )
+    # The gradient sums over every row: one BLAS thread keeps that sum, and so
+    # the coefficients, bit-identical whatever the process's thread count.
+    with single_blas_thread():
+        result = minimize(
+            loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", bounds=bounds
+        )
     return result.x / scale

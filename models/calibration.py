@@ -22,9 +22,9 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from features.validation import Interval, ParameterTable, check_parameters
+from models._blas import single_blas_thread
 from models._inputs import (
     check_n_columns,
     check_scores,
@@ -176,8 +176,9 @@ class TemperatureScaler(BaseEstimator):
             logit_array, labels, weights, per_class_bias=bool(self.per_class_bias)
         )
         # The optimiser works on 1 + n_classes numbers: BLAS threads only add
-        # synchronisation cost, which dominates on a busy machine.
-        with threadpool_limits(limits=1, user_api="blas"):
+        # synchronisation cost, which dominates on a busy machine, and would
+        # make the temperature depend on the thread count in its last bits.
+        with single_blas_thread():
             start = problem.coarse_start(max_iter=int(self.max_iter))
             result = problem.refine(
                 start, max_iter=int(self.max_iter), tol=float(self.tol)

@@ -24,9 +24,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
 
 from features.validation import Interval, Options, ParameterTable, check_parameters
+from models._blas import single_blas_thread
 from models._inputs import (
     check_n_columns,
     check_scores,
@@ -195,13 +195,18 @@ class BoosterStacker(BaseEstimator):
                 f"{missing.tolist()} never occur. Use method='blend' or add samples "
                 "of every class."
             )
-        candidates = self._score_candidates(
-            stacked, labels, weights, every_class=not missing.size
-        )
-        chosen = (
-            _best_candidate(candidates.scores) if self.method == "auto" else self.method
-        )
-        self._keep(chosen, candidates, labels, weights)
+        # The solvers sum over every row; on one BLAS thread the sums, and so
+        # the weights, are bit-identical whatever the process's thread count.
+        with single_blas_thread():
+            candidates = self._score_candidates(
+                stacked, labels, weights, every_class=not missing.size
+            )
+            chosen = (
+                _best_candidate(candidates.scores)
+                if self.method == "auto"
+                else self.method
+            )
+            self._keep(chosen, candidates, labels, weights)
         logger.info(
             "stacking %d models on %d samples: chose %s; OOF log loss %s",
             n_models,
@@ -594,8 +599,9 @@ def _fit_logreg(
     """
     model = LogisticRegression(C=C, max_iter=_LOGREG_MAX_ITER)
     # The design matrix has only n_models * n_classes columns, so BLAS threads
-    # add synchronisation cost and no speed (about 18x slower on 2 busy cores).
-    with threadpool_limits(limits=1, user_api="blas"):
+    # add synchronisation cost and no speed (about 18x slower on 2 busy cores);
+    # one thread also keeps the coefficients bit-identical across machines.
+    with single_blas_thread():
         model.fit(features, labels, sample_weight=weights)
     coef, intercept = model.coef_, model.intercept_
     if n_classes == 2:

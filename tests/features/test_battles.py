@@ -497,3 +497,138 @@ def test_real_corpus_loads_every_row_with_a_repair_report(corpus_path):
     assert report.n_rows == 7860
     assert report.n_repairs >= 0 and "empty_response" in report.to_dict()["counts"]
     assert set(battles["label"]) == {0, 1, 2}
+
+
+# ------------------------------------------------------------------ rough edges
+_HEADER = "id,prompt,response_a,response_b"
+_ROW = '1,"[""q""]","[""a""]","[""b""]"'
+
+
+def test_a_csv_column_named_twice_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text(f'{_HEADER},response_b\n{_ROW},"[""c""]"\n')
+    with pytest.raises(
+        DataFileError,
+        match=r"has the column 'response_b' twice in its header \(columns 4 and 5\);"
+        r" the second would be read as 'response_b\.1'",
+    ):
+        read_battles(path)
+
+
+def test_a_frame_with_a_repeated_column_is_an_error_naming_it():
+    frame = pd.DataFrame(
+        [["1", '["q"]', '["a"]', '["b"]', '["c"]']],
+        columns=["id", "prompt", "response_a", "response_b", "response_b"],
+    )
+    with pytest.raises(
+        BattleFormatError, match=r"has the column\(s\) \['response_b'\] more than once"
+    ):
+        as_battles(frame)
+
+
+def test_a_json_lines_row_with_no_text_field_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "battles.jsonl"
+    rows = [
+        {"id": "a1", "prompt": ["q"], "response_a": ["x"], "response_b": ["y"]},
+        {"id": "dump7", "conversation": [{"role": "user", "content": "hi"}]},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(
+        BattleFormatError,
+        match=r"no text in any of \['prompt', 'response_a', 'response_b'\] in "
+        r"battle\(s\) 'dump7' \(row 1\): each field is missing or null",
+    ):
+        read_battles(path)
+
+
+def test_a_csv_row_with_only_an_id_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text(f"{_HEADER}\n{_ROW}\n2,,,\n")
+    with pytest.raises(BattleFormatError, match=r"battle\(s\) '2' \(row 1\)"):
+        read_battles(path)
+
+
+@pytest.mark.parametrize("present", ["prompt", "response_a", "response_b"])
+def test_one_or_two_missing_text_fields_stay_a_repair(present):
+    battle = {"id": "1", "prompt": None, "response_a": None, "response_b": None}
+    battle[present] = ["some text"]
+    battles = as_battles([battle])
+    assert battles.loc[0, present] == ["some text"]
+    assert repair_report(battles).counts["null_field"] == 2
+
+
+def test_headers_differing_in_case_or_spaces_say_which_column_they_look_like(
+    tmp_path,
+):
+    path = tmp_path / "test.csv"
+    path.write_text(f"ID ,PROMPT ,response_a,response_b\n{_ROW}\n")
+    with pytest.raises(
+        BattleFormatError,
+        match=r"missing column\(s\) \['id', 'prompt'\]; found \['ID ', 'PROMPT ', "
+        r"'response_a', 'response_b'\]\. 'ID ' looks like 'id', 'PROMPT ' looks like "
+        r"'prompt' \(case or surrounding spaces differ\): rename them\.",
+    ):
+        read_battles(path)
+
+
+def test_a_lookalike_beside_the_exact_column_is_an_error():
+    frame = pd.DataFrame(
+        [["1", '["q"]', '["a"]', '["b"]', '["c"]']],
+        columns=["id", "prompt", "response_a", "response_b", "Response_B "],
+    )
+    with pytest.raises(
+        BattleFormatError,
+        match=r"columns \['response_b', 'Response_B '\] that differ only in case or "
+        r"spaces; 'response_b' is read",
+    ):
+        read_battles(frame)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        # Bytes 0..255: the first "line" holds a tab and no comma.
+        (bytes(range(256)) * 4, r"hold a NUL byte \(offset 0\) and bytes that are"),
+        (b"PK\x03\x04\x14\x00\x06\x00" + bytes(200), r"starts like a zip archive"),
+        ("id,prompt\n".encode("utf-16"), r"starts with a UTF-16 byte-order mark"),
+        ("id,prompt\n".encode("utf-16-le"), r"10 of its first 20 bytes are NUL"),
+    ],
+    ids=["binary", "xlsx", "utf16-bom", "utf16"],
+)
+@pytest.mark.parametrize("name", ["test.csv", "test.jsonl"])
+def test_a_binary_file_is_reported_as_not_text(tmp_path, content, reason, name):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(
+        DataFileError, match=rf"'.*{name}' is not a UTF-8 text file: .*{reason}"
+    ):
+        read_battles(path)
+
+
+def test_a_nul_character_in_utf8_text_is_still_read(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_bytes(f'{_HEADER}\n1,"[""q\x00""]","[""a""]","[""b""]"\n'.encode())
+    # Read, not refused (raw control characters make it invalid JSON: repaired).
+    assert "q\x00" in read_battles(path).loc[0, "prompt"][0]
+
+
+def test_a_latin1_file_still_names_its_first_bad_byte(tmp_path):
+    path = tmp_path / "test.csv"
+    text = f'{_HEADER}\n1,"[""café""]","[""a""]","[""b""]"\n'
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(
+        BattleFormatError, match=r"not valid UTF-8: byte 0xe9 at offset 41 \(line 2\)"
+    ):
+        read_battles(path)
+
+
+def test_an_arena_dump_with_capitalised_headers_is_told_which_column_they_are():
+    frame = pd.DataFrame(
+        {"id": ["1"], "Conversation_A": ["[]"], "Conversation_B": ["[]"]}
+    )
+    with pytest.raises(
+        BattleFormatError,
+        match=r"'Conversation_A' looks like 'conversation_a', 'Conversation_B' looks "
+        r"like 'conversation_b'",
+    ):
+        read_battles(frame)

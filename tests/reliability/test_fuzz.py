@@ -10,7 +10,8 @@ differ freely between prompt and responses. The claims:
   of strings (no surrogates left) and the model finite probabilities summing
   to 1, one row per battle, in input order;
 - every unrepairable input (missing or duplicate id, labels that are not
-  one-hot, a missing column, a file that is not UTF-8) raises
+  one-hot, a missing column, a row with no text field at all, a file that is
+  not UTF-8) raises
   ``BattleFormatError`` naming the row (or line) and the column;
 - no other exception escapes, and ``pipelines.predict`` exits 0 with a
   submission or 2 with one ``error:`` line and no traceback.
@@ -43,6 +44,7 @@ from features.battles import (
     read_battles,
     repair_report,
 )
+from features.errors import DataFileError
 from models import PreferenceModel
 from pipelines import predict
 from pipelines.make_demo_data import make_demo_battles
@@ -53,6 +55,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 ROOT = Path(__file__).resolve().parents[2]
 SURROGATE = re.compile("[\ud800-\udfff]")
+NAN = float("nan")
 
 FUZZ = settings(
     derandomize=True,
@@ -137,7 +140,18 @@ FIELD = st.one_of(
     st.integers(4_400, 6_000).map(lambda n: "[" + "9" * n + "]"),  # > int limit
     st.integers(1, 3_000).map(lambda n: "[" * n + "]" * n),  # deep nesting
 )
-ROW = st.fixed_dictionaries({column: FIELD for column in TEXT_COLUMNS})
+
+
+def _no_text(value) -> bool:
+    """Missing as a reader sees it (a CSV reads an empty field as missing)."""
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+# A row needs at least one text field: one with none is refused, not repaired
+# (test_unrepairable_inputs_name_the_row_and_column draws that defect).
+ROW = st.fixed_dictionaries({column: FIELD for column in TEXT_COLUMNS}).filter(
+    lambda row: not all(_no_text(row[column]) for column in TEXT_COLUMNS)
+)
 ROWS = st.lists(ROW, min_size=1, max_size=4)
 IDS = st.one_of(TEXT, st.integers())
 
@@ -274,7 +288,7 @@ def test_unrepairable_inputs_name_the_row_and_column(rows, data):
     ids = _ids_for(rows)
     row = data.draw(st.integers(0, len(rows) - 1), label="row")
     defect = data.draw(
-        st.sampled_from(["missing_id", "duplicate_id", "targets", "label"]),
+        st.sampled_from(["missing_id", "duplicate_id", "targets", "label", "no_text"]),
         label="defect",
     )
     labelled = None
@@ -289,6 +303,10 @@ def test_unrepairable_inputs_name_the_row_and_column(rows, data):
         ids[row] = ids[row - 1]
         row = row - 1  # the first of the pair is named first
         column = "id"
+    elif defect == "no_text":
+        rows = [dict(r) for r in rows]
+        rows[row] = dict.fromkeys(TEXT_COLUMNS, data.draw(st.sampled_from([None, NAN])))
+        column = "prompt"
     frame = _frame(rows, ids)
     if defect == "targets":
         for name in CLASSES:
@@ -353,6 +371,10 @@ def test_csv_files_read_every_row_or_name_the_line_that_is_not_utf8(rows):
             battles = read_battles(path)
             _assert_canonical(battles, len(rows))
             assert battles["id"].tolist() == [str(i) for i in range(len(rows))]
+        elif b"\x00" in path.read_bytes()[:1024]:
+            # A NUL byte beside bytes that are not UTF-8: a binary file.
+            with pytest.raises(DataFileError, match=r"is not a UTF-8 text file"):
+                read_battles(path)
         else:
             with pytest.raises(
                 BattleFormatError, match=r"not valid UTF-8: byte .* \(line \d+"
