@@ -12,6 +12,7 @@ only when a cluster is opened.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ __all__ = [
     "ClusterError",
     "SchedulerSpec",
     "dask_client",
+    "environ_kept",
     "is_scheduler",
     "parse_scheduler",
 ]
@@ -144,6 +146,25 @@ def _restore_worker_heaps(client: Client) -> None:
 
 
 @contextmanager
+def environ_kept() -> Iterator[None]:
+    """Give this process its environment back after the block.
+
+    Starting a ``LocalCluster`` writes the nanny's settings into the starting
+    process's ``os.environ`` (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+    ``OPENBLAS_NUM_THREADS`` = 1, a fixed ``PYTHONHASHSEED``,
+    ``MALLOC_TRIM_THRESHOLD_``) and leaves them there, so every process it
+    started afterwards ran with one BLAS thread and one hash seed. The
+    workers, already started, keep their settings.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
 def dask_client(
     spec: SchedulerSpec,
     *,
@@ -175,16 +196,17 @@ def dask_client(
     started = time.perf_counter()
     cluster: Any = None
     if spec.is_local:
-        cluster = LocalCluster(
-            n_workers=spec.n_workers or usable_cores(),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            # No dashboard; its HTTP server (health, metrics) on any free port,
-            # not 8787, so several runs on one machine do not collide.
-            scheduler_kwargs={"dashboard_address": ":0"},
-            silence_logs=logging.WARNING,
-        )
+        with environ_kept():
+            cluster = LocalCluster(
+                n_workers=spec.n_workers or usable_cores(),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                # No dashboard; its HTTP server (health, metrics) on any free
+                # port, not 8787, so several runs on one machine do not collide.
+                scheduler_kwargs={"dashboard_address": ":0"},
+                silence_logs=logging.WARNING,
+            )
         client = Client(cluster)
     else:
         try:

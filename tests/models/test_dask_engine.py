@@ -15,6 +15,7 @@ from sklearn.base import clone
 from features.battles import SWAP_LABELS, read_battles, swap
 from features.errors import ConfigError, InvalidParameterError
 from models import PreferenceModel
+from models.dask_cluster import environ_kept
 from models.dask_engine import is_scheduler, open_engine
 from models.gbdt import make_booster
 from pipelines.config import load_config
@@ -46,9 +47,11 @@ noise and catches a lost weight, anchor or swap copy, which cost more.
 @pytest.fixture(scope="module")
 def cluster():
     """Two single-threaded worker processes, shared by the module's tests."""
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as local_cluster:
+    with environ_kept():
+        local_cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
+    with local_cluster:
         yield local_cluster
 
 

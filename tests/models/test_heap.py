@@ -49,6 +49,17 @@ def test_every_worker_of_a_local_cluster_runs_the_heap_plugin():
         assert trim_env == "65536"
 
 
+def test_a_local_cluster_leaves_the_starting_process_environment_as_it_was():
+    # The nanny writes OMP/MKL/OPENBLAS_NUM_THREADS=1 and a fixed PYTHONHASHSEED
+    # into the parent; left there, every later child ran on one BLAS thread.
+    before = dict(os.environ)
+    with dask_client(parse_scheduler("local:1")) as client:
+        threads = client.run(lambda: __import__("os").environ.get("OMP_NUM_THREADS"))
+        assert dict(os.environ) == before
+    assert dict(os.environ) == before
+    assert list(threads.values()) == ["1"]  # the worker keeps the nanny's settings
+
+
 _PROBE = """
 import ctypes, json
 from models._heap import restore_heap_reuse
