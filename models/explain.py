@@ -72,7 +72,7 @@ _NEGLIGIBLE = 1e-6
 
 CONCEPT_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"^(tree|anchor)_bias$", "position"),
-    (r"^s_(len|flag)_prompt_", "prompt"),
+    (r"^s_(len|flag|tie)_prompt_", "prompt"),
     (r"_len_", "length"),
     (
         r"_style_(h\d|headers|ordered_items|unordered_items|list_items|bold|italics"
@@ -83,8 +83,8 @@ CONCEPT_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"_style_(opener_|closer_|exclamations|questions)", "tone"),
     (r"_style_", "readability"),
     (
-        r"_flag_(refusal|empty|whitespace_only|any_empty_turn)"
-        r"|^s_flag_(both|any)_(refuse|blank)",
+        r"_flag_(refusal|hard_refusal|empty|whitespace_only|any_empty_turn)"
+        r"|^s_flag_(both|any)_(refus|hard_refusal|blank)",
         "refusal or empty answer",
     ),
     (
@@ -92,7 +92,7 @@ CONCEPT_PATTERNS: tuple[tuple[str, str], ...] = (
         "cut-off answer",
     ),
     (r"_flag_script_|^s_flag_(both|any)_script_", "language"),
-    (r"^s_flag_(near_)?identical|_sim_|_cos_", "similarity"),
+    (r"^s_flag_(near_)?identical|_sim_|_cos_|^s_tie_", "similarity"),
     (r"_tfidf_|_w\d+v_|_emb_", "content"),
 )
 """Part-name pattern (``re.search``) -> concept, first match wins.

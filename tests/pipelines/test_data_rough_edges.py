@@ -83,13 +83,13 @@ def test_the_service_refuses_a_battle_with_no_text():
         match=r"battles could not be read: no text in any of .* in battle\(s\) "
         r"'dump' \(row 1\)",
     ):
-        parse_predict_body(body, max_battles=10, n_features=5)
+        parse_predict_body(body, max_battles=10)
 
 
 def test_the_service_repairs_a_battle_with_one_text_field_missing():
     battle = {"id": "one", "prompt": "Hi", "response_a": None, "response_b": "Hey"}
     body = json.dumps({"battles": [battle]}).encode()
 
-    request = parse_predict_body(body, max_battles=10, n_features=5)
+    request = parse_predict_body(body, max_battles=10)
 
     assert request.repairs["counts"]["null_field"] == 1
