@@ -42,6 +42,7 @@ logger = logging.getLogger("benchmarks")
 SECTIONS: dict[str, str] = {
     "accuracy": "benchmarks.bench_accuracy",
     "transfer": "benchmarks.bench_transfer",
+    "target": "benchmarks.bench_target",
     "speed": "benchmarks.bench_speed",
     "serving": "benchmarks.bench_serving",
     "scale": "benchmarks.bench_scale",
@@ -53,6 +54,7 @@ SECTIONS: dict[str, str] = {
 _RUN_ORDER = (
     "accuracy",
     "transfer",
+    "target",
     "speed",
     "serving",
     "scale",
@@ -136,6 +138,17 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     )
     add("--no-variants", action="store_true", help="skip the embedding-choice fits")
     add("--no-loso", action="store_true", help="skip leave-one-source-out")
+    add("--target-family", help="source family of the target section (kaggle-lmsys)")
+    add("--target-folds", type=int, help="folds over the target's rows (default 5)")
+    add(
+        "--target-curve",
+        type=_int_list,
+        help="learning-curve sizes in target rows, e.g. 110,220,440,879 (0: none)",
+    )
+    add(
+        "--target-configs",
+        help="target-table configurations, separated by ';' (default: all)",
+    )
     add(
         "--no-scale-train",
         action="store_true",
@@ -218,6 +231,15 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["overrides"] = tuple(args.overrides)
     if getattr(args, "no_variants", False):
         changes["embedding_variants"] = False
+    for name in ("target_family", "target_folds"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
+    if getattr(args, "target_curve", None) is not None:
+        changes["target_curve"] = tuple(n for n in args.target_curve if n > 0)
+    if getattr(args, "target_configs", None):
+        changes["target_configs"] = tuple(
+            name.strip() for name in args.target_configs.split(";") if name.strip()
+        )
     if getattr(args, "no_loso", False):
         changes["loso"] = False
     if getattr(args, "no_scale_train", False):

@@ -43,6 +43,7 @@ from models.sources import (
     row_weights,
     training_folds,
 )
+from models.target import target_rows, target_weights
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.config import Config
 from pipelines.estimator import check_tuning_plan, model_from_config, tune_from_config
@@ -87,12 +88,21 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="model directory to write (default: training.out, artifacts/model)",
     )
+    parser.add_argument(
+        "--target",
+        default=None,
+        metavar="FAMILY",
+        help="source family the model predicts for, e.g. kaggle-lmsys (default: "
+        "training.target of the config; the same as --set training.target=FAMILY)",
+    )
     add_transfer_report_arguments(parser)
     return parser
 
 
 def _main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.target is not None:
+        args.overrides = [*args.overrides, f"training.target={args.target}"]
     config, battles, data_path = load_inputs(args, labelled=True)
     n_trials = config.tuning.n_trials if args.trials is None else args.trials
     check_tuning_plan(config, n_trials, args.storage)  # before any feature is built
@@ -158,15 +168,22 @@ def _prepare(config: Config, battles: pd.DataFrame) -> _Battles:
     labels = table["label"].to_numpy(dtype=np.int64)
     training = config.training
     weight = row_weights(table, training.source_weights)
+    group_by = training.group_by
+    if training.target is not None:
+        is_target = target_rows(table, training.target)
+        if not is_target.all():
+            weight = target_weights(is_target, weight, training.target_other_weight)
+            if group_by == "auto":
+                group_by = "prompt"  # as PreferenceModel.fit with a target
     folds = training_folds(
         table,
         labels,
-        group_by=training.group_by,
+        group_by=group_by,
         n_folds=training.n_folds,
         seed=config.seed,
         weight=weight,
     )
-    by_source = resolve_group_by(table, training.group_by, weight) == "source"
+    by_source = resolve_group_by(table, group_by, weight) == "source"
     families = (
         battle_families(table, needed_for="group_by='source'") if by_source else None
     )
