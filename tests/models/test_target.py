@@ -48,7 +48,9 @@ def test_target_rows_marks_the_family_and_its_subsources():
 
 def test_unknown_target_names_the_families_there_are():
     table = pd.DataFrame({"source": ["arena-2023", "hh:base"], "label": [0, 1]})
-    with pytest.raises(InvalidParameterError, match=r"'kaggle'.*\['arena-2023', 'hh'\]"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'kaggle'.*\['arena-2023', 'hh'\]"
+    ):
         target_rows(table, "kaggle")
 
 
