@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ from numpy.typing import NDArray
 
 from benchmarks._context import BenchContext, BenchOptions
 from benchmarks._report import Section, Table, Target, relative
-from features import FeatureStore, read_battles, truncate_battles
+from features import FeaturePipeline, FeatureStore, read_battles, truncate_battles
+from features.blocks.base import FeatureMatrix
 from models.baselines import length_logreg_oof, prior_oof
 from models.metrics import multiclass_log_loss
 from models.target import (
@@ -72,18 +74,23 @@ _CURVE_CONFIG = "target: + tie head (w=1)"
 
 
 class TargetData:
-    """The battles of a target run, their labels, and the target's outer folds."""
+    """The battles of a target run, their labels, and the target's outer folds.
+
+    Battle ids are replaced by row numbers: the files may share ids.
+    """
 
     def __init__(
         self, battles: pd.DataFrame, target: str, n_folds: int, seed: int
     ) -> None:
         self.battles = battles.reset_index(drop=True)
+        self.battles["id"] = [str(i) for i in range(len(self.battles))]
         self.labels = self.battles["label"].to_numpy(dtype=np.int64)
         self.target = target
         self.is_target = target_rows(self.battles, target)
         self.folds = target_folds(
             self.battles, self.labels, self.is_target, n_folds, seed
         )
+        self.features: _Precomputed | None = None
 
 
 def load_target_data(options: BenchOptions, max_chars: int | None) -> TargetData:
@@ -138,16 +145,59 @@ def _config(ctx: BenchContext, profile: str) -> Config:
     return load_config(ctx.config_path(profile), overrides)
 
 
+class _Precomputed:
+    """Stands in for :class:`features.FeaturePipeline`: rows of one matrix, by id.
+
+    The feature blocks are fitted once on every battle's text (no labels are
+    read: TF-IDF vocabulary, SVD and word2vec see the held-out rows' text, as a
+    model fitted on a corpus that includes unlabelled test text would), so
+    that the many cross-fitted models of the table cost only their boosters.
+    """
+
+    def __init__(self, matrix: FeatureMatrix, ids: Sequence[str]) -> None:
+        self.matrix = matrix
+        self.row_of = {battle_id: row for row, battle_id in enumerate(ids)}
+        self.n_jobs = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Precomputed:
+        return self
+
+    def fit_transform(self, battles: pd.DataFrame) -> FeatureMatrix:
+        return self.transform(battles)
+
+    def transform(self, battles: pd.DataFrame) -> FeatureMatrix:
+        rows = [self.row_of[battle_id] for battle_id in battles["id"]]
+        return FeatureMatrix(self.matrix.values[rows], self.matrix.columns)
+
+
+def _features(ctx: BenchContext, data: TargetData, config: Config) -> _Precomputed:
+    if data.features is None:
+        started = time.perf_counter()
+        matrix = FeaturePipeline(
+            config.features.blocks,
+            store=FeatureStore(ctx.options.store),
+            n_jobs=config.features.n_jobs,
+        ).fit_transform(data.battles)
+        data.features = _Precomputed(matrix, data.battles["id"].tolist())
+        logger.info(
+            "features of %d battles in %.1f s",
+            len(data.battles),
+            time.perf_counter() - started,
+        )
+    return data.features
+
+
 def _fit_predict(
     ctx: BenchContext, data: TargetData, profile: str, changes: dict[str, Any]
 ) -> FitPredict:
     config = _config(ctx, profile)
-    store = FeatureStore(ctx.options.store)
+    features = _features(ctx, data, config)
 
     def fit_predict(train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray:
         model = model_from_config(config, **changes)
-        model.fit(data.battles.iloc[train], store=store)
-        return model.predict_proba(data.battles.iloc[test])
+        with patch("models.preference.FeaturePipeline", features):
+            model.fit(data.battles.iloc[train])
+            return model.predict_proba(data.battles.iloc[test])
 
     return fit_predict
 
