@@ -16,6 +16,9 @@ SHARED ?= ../shared
 OUT ?= artifacts/arena-model
 TARGET ?= kaggle-lmsys
 ARENA_TRIALS ?= 0
+# The held-out estimate on the target (5 more fits); the transfer table of
+# the unseen-source recipe is the benchmarks' transfer section.
+ARENA_FLAGS ?= --target-estimate-folds 5 --no-transfer-report
 ARENA_DATA := artifacts/arena-model-data/corpus.csv
 CORPUS_FILES = $(sort $(wildcard $(SHARED)/data/corpus/*.csv))
 
@@ -51,7 +54,7 @@ arena-model: setup
 	@test -n "$(CORPUS_FILES)" || { echo "no $(SHARED)/data/corpus/*.csv; set SHARED=path/to/shared" >&2; exit 2; }
 	mkdir -p $(dir $(ARENA_DATA))
 	{ head -n 1 $(firstword $(CORPUS_FILES)); for f in $(CORPUS_FILES); do tail -n +2 "$$f"; done; } > $(ARENA_DATA)
-	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(ARENA_DATA) --target $(TARGET) --trials $(ARENA_TRIALS) --out $(OUT)
+	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(ARENA_DATA) --target $(TARGET) --trials $(ARENA_TRIALS) --out $(OUT) $(ARENA_FLAGS)
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -37,13 +37,15 @@ from features.battles import truncate_battles
 from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
 from models import PreferenceModel, prompt_groups
+from models.metrics import multiclass_log_loss
 from models.sources import (
     battle_families,
     resolve_group_by,
     row_weights,
     training_folds,
 )
-from models.target import target_rows, target_weights
+from models.target import held_out_target_proba, target_rows, target_weights
+from models.transfer import decisive_auc
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.config import Config
 from pipelines.estimator import check_tuning_plan, model_from_config, tune_from_config
@@ -95,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
         help="source family the model predicts for, e.g. kaggle-lmsys (default: "
         "training.target of the config; the same as --set training.target=FAMILY)",
     )
+    parser.add_argument(
+        "--target-estimate-folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with a target: also fit K more models, each without one prompt-grouped "
+        "fold of the target's rows, for a held-out estimate on new battles of the "
+        "target's voters (0: none; K+1 fits in all)",
+    )
     add_transfer_report_arguments(parser)
     return parser
 
@@ -135,6 +146,9 @@ def _main(args: argparse.Namespace) -> int:
             n_folds=args.transfer_folds,
             store=store,
             verbose=verbose,
+        ),
+        "target": _target_report(
+            model, data.table, store, args.target_estimate_folds, config.seed
         ),
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -221,6 +235,46 @@ def _tune(
         storage=storage,
         shared=storage is not None if shared is None else shared,
     )
+
+
+def _target_scores(labels: NDArray[np.int64], proba: NDArray) -> dict[str, float]:
+    decisive = labels < 2
+    picked_a = proba[decisive, 0] > proba[decisive, 1]
+    return {
+        "log_loss": multiclass_log_loss(labels, proba),
+        "decisive_auc": decisive_auc(labels, proba),
+        "decisive_accuracy": float(np.mean(picked_a == (labels[decisive] == 0))),
+    }
+
+
+def _target_report(
+    model: PreferenceModel,
+    table: pd.DataFrame,
+    store: FeatureStore,
+    estimate_folds: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """The target's out-of-fold scores and, when asked, the held-out estimate."""
+    if model.target is None:
+        return None
+    table = table.reset_index(drop=True)
+    labels = table["label"].to_numpy(dtype=np.int64)
+    is_target = target_rows(table, model.target)
+    report: dict[str, Any] = {
+        "family": model.target,
+        "n_rows": int(is_target.sum()),
+        "out_of_fold": _target_scores(labels[is_target], model.oof_proba_[is_target]),
+        "held_out": None,
+    }
+    if estimate_folds > 1:
+        proba = held_out_target_proba(
+            model, table, n_folds=estimate_folds, seed=seed, store=store
+        )
+        report["held_out"] = {
+            "n_folds": estimate_folds,
+            **_target_scores(labels[is_target], proba[is_target]),
+        }
+    return report
 
 
 def _with_best_params(
