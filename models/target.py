@@ -16,13 +16,14 @@ style), while the target's own rows decide what is particular to its voters:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 from sklearn.linear_model import LogisticRegression
 
 from features.errors import InvalidParameterError, NotFittedError
@@ -372,12 +373,15 @@ def fit_learning_curve(
             f"parameters); got {len(n)}. Add learning-curve sizes."
         )
     start = (float(y.min()) - 0.01, float(y.max() - y.min()) * n.min() ** 0.5, 0.5)
-    params, _ = curve_fit(
-        _power_law,
-        n,
-        y,
-        p0=start,
-        bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, 3.0]),
-        maxfev=20_000,
-    )
+    with warnings.catch_warnings():
+        # Only the parameters are used, never their covariance.
+        warnings.simplefilter("ignore", OptimizeWarning)
+        params, _ = curve_fit(
+            _power_law,
+            n,
+            y,
+            p0=start,
+            bounds=([0.0, 0.0, 0.0], [np.inf, np.inf, 3.0]),
+            maxfev=20_000,
+        )
     return float(params[0]), float(params[1]), float(params[2])
