@@ -16,6 +16,8 @@ with and without the other sources, and a fitted ``a + b n^-c`` projected to the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -31,6 +33,7 @@ from numpy.typing import NDArray
 from benchmarks._context import BenchContext, BenchOptions
 from benchmarks._report import Section, Table, Target, relative
 from features import FeaturePipeline, FeatureStore, read_battles, truncate_battles
+from features.battles import battle_fingerprint
 from features.blocks.base import FeatureMatrix
 from models.baselines import length_logreg_oof, prior_oof
 from models.metrics import multiclass_log_loss
@@ -202,6 +205,50 @@ def _fit_predict(
     return fit_predict
 
 
+def _cached_cross_fit(
+    ctx: BenchContext,
+    data: TargetData,
+    profile: str,
+    changes: dict[str, Any],
+    *,
+    include_others: bool,
+    keep: NDArray[np.bool_] | None = None,
+) -> NDArray[np.float64]:
+    """:func:`target_cross_fit`, its out-of-fold rows kept in the work dir.
+
+    Keyed by everything they depend on (profile with overrides, params,
+    battles, folds, subsample), so a rerun refits only what changed.
+    """
+    config = _config(ctx, profile)
+    key = json.dumps(
+        [
+            config.to_dict(),
+            changes,
+            include_others,
+            battle_fingerprint(data.battles),
+            hashlib.sha256(data.folds.tobytes()).hexdigest(),
+            None if keep is None else hashlib.sha256(keep.tobytes()).hexdigest(),
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    path = Path(ctx.options.work_dir) / "target-oof" / f"{digest}.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False)
+    oof = target_cross_fit(
+        data.folds,
+        _fit_predict(ctx, data, profile, changes),
+        include_others=include_others,
+        keep=keep,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp.npy")
+    np.save(partial, oof, allow_pickle=False)
+    partial.replace(path)
+    return oof
+
+
 def _changes(name: str, params: dict[str, Any], target: str) -> dict[str, Any]:
     changes = dict(params)
     if name.startswith("target"):
@@ -226,10 +273,8 @@ def target_table(
     ]
     for name, changes, include_others in fits:
         started = time.perf_counter()
-        oof = target_cross_fit(
-            data.folds,
-            _fit_predict(ctx, data, profile, changes),
-            include_others=include_others,
+        oof = _cached_cross_fit(
+            ctx, data, profile, changes, include_others=include_others
         )[on]
         seconds = time.perf_counter() - started
         logger.info("target %s: %s in %.1f s", name, score(labels, oof), seconds)
@@ -271,11 +316,8 @@ def learning_curve(
                 else {}
             )
             started = time.perf_counter()
-            oof = target_cross_fit(
-                data.folds,
-                _fit_predict(ctx, data, profile, changes),
-                include_others=include_others,
-                keep=keep,
+            oof = _cached_cross_fit(
+                ctx, data, profile, changes, include_others=include_others, keep=keep
             )[on]
             rows.append(
                 {
