@@ -51,7 +51,7 @@ from benchmarks._report import (
 )
 from models import multiclass_log_loss
 from models.baselines import length_features, length_logreg_oof, prior_oof
-from models.transfer import decisive_auc
+from models.metrics import decisive_auc
 from pipelines import per_source_table
 from pipelines.estimator import model_from_config
 from pipelines.transfer_report import seed_stateless_blocks

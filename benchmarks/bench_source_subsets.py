@@ -31,14 +31,9 @@ from features import read_battles
 from features.pipeline import FeaturePipeline
 from models.anchor import StyleAnchor
 from models.folds import make_folds, prompt_groups
-from models.sources import row_weights
-from models.transfer import (
-    decisive_auc,
-    decisive_log_loss,
-    length_difference,
-    length_difference_auc,
-    source_families,
-)
+from models.metrics import decisive_auc, decisive_log_loss, length_difference_auc
+from models.sources import row_weights, source_families
+from models.transfer import length_difference
 
 _SHARED = Path(__file__).resolve().parents[2] / "shared/data/corpus"
 ANCHOR_BLOCKS = {"lengths": {}, "style": {}, "flags": {}}

@@ -35,6 +35,7 @@ __all__ = [
     "LABEL_NAMES",
     "SWAP_LABELS",
     "TEXT_COLUMNS",
+    "TIE",
     "BattleFormatError",
     "RepairReport",
     "as_battles",
@@ -55,6 +56,9 @@ __all__ = [
 
 CLASSES: tuple[str, str, str] = ("winner_model_a", "winner_model_b", "winner_tie")
 """Target columns of the Kaggle layout, in the order of predicted probabilities."""
+
+TIE = 2
+"""Label of a tie, and its column in probabilities (0 = A won, 1 = B won)."""
 
 SWAP_LABELS: np.ndarray = np.array([1, 0, 2])
 """Label ``k`` becomes ``SWAP_LABELS[k]`` when A and B are exchanged (ties stay).

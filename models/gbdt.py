@@ -18,7 +18,6 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
-from features.battles import SWAP_LABELS
 from features.errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -432,7 +431,8 @@ def train_folds(
         Maps a feature matrix to that of the A/B-swapped battles. Needed for
         ``swap_augment`` and for swap-averaged OOF predictions.
     swap_augment : bool, default=False
-        Add swapped copies of the training rows (labels 0 <-> 1).
+        Add swapped copies of the training rows (labels 0 <-> 1;
+        :func:`models.recipe.swap_copies`).
     on_fold : callable, default=None
         Called with (fold, fold log loss) after each fold (pruning hook); it
         may raise to stop early.
@@ -446,6 +446,7 @@ def train_folds(
         rows, labels, weights and scores are the same either way.
     """
     from models.metrics import multiclass_log_loss
+    from models.recipe import swap_copies
 
     n_folds = int(folds.max()) + 1
     oof = np.zeros((len(y), 3))
@@ -459,11 +460,9 @@ def train_folds(
         init_train = None if init_score is None else init_score[train_rows]
         init_valid = None if init_score is None else init_score[valid_rows]
         if swap_augment:
-            X_train = stack_rows(X_train, swap_features(X_train))
-            y_train = np.concatenate([y_train, SWAP_LABELS[y_train]])
-            w_train = None if w_train is None else np.concatenate([w_train, w_train])
-            if init_train is not None:
-                init_train = np.vstack([init_train, init_train[:, SWAP_LABELS]])
+            X_train, y_train, w_train, init_train = swap_copies(
+                X_train, y_train, w_train, init_train, swap_features
+            )
         X_valid = _take(X, valid_rows)
         booster = make_booster(name, params, seed=seed + fold)
         fit = booster.fit if engine is None else partial(engine.fit, booster)

@@ -21,7 +21,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator
 
-from features.battles import CLASSES, SWAP_LABELS, as_battles, truncate_battles
+from features.battles import CLASSES, SWAP_LABELS, TIE
 from features.blocks.base import FeatureMatrix, swap_permutation
 from features.errors import InvalidParameterError, NotFittedError
 from features.pipeline import FeaturePipeline
@@ -53,11 +53,10 @@ from models.label_shift import (
     tie_only_prior,
 )
 from models.metrics import clipped_log, multiclass_log_loss
+from models.recipe import TrainingRecipe, anchor_offsets, battle_table
 from models.rules import apply_degenerate_rules
-from models.sources import folds_hold_out_sources, row_weights, training_folds
 from models.stacking import STACK_METHODS, BoosterStacker
-from models.target import TargetTieHead, target_rows, target_weights
-from models.transfer import TIE
+from models.target import TargetTieHead
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -316,8 +315,24 @@ class PreferenceModel(BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
+    def training_recipe(self) -> TrainingRecipe:
+        """The :class:`~models.recipe.TrainingRecipe` :meth:`fit` makes its rows
+        with: truncation, labels, source weights, folds, anchor, swap copies."""
+        return TrainingRecipe(
+            max_chars=self.max_chars,
+            source_weights=self.source_weights,
+            group_by=self.group_by,
+            n_folds=self.n_folds,
+            seed=self.seed,
+            anchor=self.anchor,
+            swap_augment=self.swap_augment,
+            target=self.target,
+            target_other_weight=self.target_other_weight,
+            target_head=self.target_head,
+        )
+
     def _prepare(self, battles: Any) -> pd.DataFrame:
-        return truncate_battles(as_battles(battles), self.max_chars)
+        return battle_table(battles, self.max_chars)
 
     def _swap_features(self, X: Any) -> Any:
         if hasattr(X, "tocsr"):
@@ -345,7 +360,10 @@ class PreferenceModel(BaseEstimator):
         store : FeatureStore, default=None
             Feature cache to read from and fill.
         folds : array-like of int, default=None
-            Fold per battle; None makes prompt-grouped stratified folds.
+            Fold per battle; None makes the folds ``group_by`` says.
+
+        The rows (cut battles, labels, source weights, folds, anchor, swap
+        copies) come from :meth:`training_recipe`, as in every command.
 
         Returns
         -------
@@ -354,11 +372,15 @@ class PreferenceModel(BaseEstimator):
         Raises
         ------
         InvalidParameterError
-            A parameter outside its allowed values (see Parameters).
+            A parameter outside its allowed values (see Parameters), or
+            ``folds`` not one integer >= 0 per battle.
+        ValueError
+            No labels, or ``y`` not one label 0, 1 or 2 per battle.
         """
         check_parameters(self)
-        table = self._prepare(battles)
-        labels = self._labels(table, y)
+        recipe = self.training_recipe()
+        rows = recipe.rows(battles, y, folds=folds)
+        table, labels, weight = rows.table, rows.labels, rows.weight
         pipeline = FeaturePipeline(
             self.blocks if self.blocks is not None else DEFAULT_BLOCKS,
             store=store,
@@ -369,34 +391,16 @@ class PreferenceModel(BaseEstimator):
         self.pipeline_ = pipeline
         self.feature_names_out_ = list(features.columns)
         self._swap_order, self._swap_sign = swap_permutation(features.columns)
-        weight = row_weights(table, self.source_weights)
-        is_target = self._target_rows(table)
-        group_by = self.group_by
-        if is_target is not None:
-            weight = target_weights(is_target, weight, self.target_other_weight)
-            if group_by == "auto":
-                group_by = "prompt"  # the target's rows in every fold
-        if folds is None:
-            folds = training_folds(
-                table,
-                labels,
-                group_by=group_by,
-                n_folds=self.n_folds,
-                seed=self.seed,
-                weight=weight,
-            )
-        self.folds_ = np.asarray(folds, dtype=np.int64)
-        whole = folds_hold_out_sources(table, self.folds_, weight)
+        self.folds_ = rows.folds
+        is_target = rows.is_target
         self.tie_head_ = self.tie_head
         if self.tie_head == "auto":
-            self.tie_head_ = "constant" if whole else "model"
+            self.tie_head_ = "constant" if rows.holds_out_sources else "model"
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
-        self.anchor_ = None
-        if self.anchor:
-            self.anchor_ = StyleAnchor().fit(
-                features.values, features.columns, labels, weight
-            )
+        self.anchor_ = recipe.fit_anchor(
+            features.values, features.columns, labels, weight
+        )
         init = self._init_score(features.values)
         self.fold_results_: dict[str, FoldResult] = {}
         booster_oof = []
@@ -412,19 +416,14 @@ class PreferenceModel(BaseEstimator):
                     seed=self.seed,
                     weight=weight,
                     swap_features=self._swap_features,
-                    swap_augment=self.swap_augment,
+                    swap_augment=recipe.swap_augment,
                     verbose=self.verbose,
                     init_score=init,
                     engine=engine,
                 )
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
-        head_weight = weight
-        if weight is not None and not whole:
-            head_weight = (weight > 0).astype(np.float64)
-        if is_target is not None and self.target_head:
-            head_weight = is_target.astype(np.float64)
-        self._fit_head(booster_oof, labels, head_weight, is_target)
+        self._fit_head(booster_oof, labels, rows.head_weight, is_target)
         # Black-box shift estimation reads how the boosters' P(tie) behaved,
         # which a constant tie head keeps (it only replaces what is returned).
         boosters_oof = (
@@ -446,34 +445,11 @@ class PreferenceModel(BaseEstimator):
         self.n_features_in_ = len(self.feature_names_out_)
         return self
 
-    def _labels(self, table: pd.DataFrame, y: ArrayLike | None) -> NDArray[np.int64]:
-        if y is not None:
-            labels = np.asarray(y)
-            if labels.shape != (len(table),) or not np.isin(labels, (0, 1, 2)).all():
-                raise ValueError(
-                    f"y must hold one label (0 = A, 1 = B, 2 = tie) per battle: "
-                    f"{len(table)} expected, got shape {labels.shape}."
-                )
-            return labels.astype(np.int64)
-        if "label" not in table.columns:
-            raise ValueError(
-                "no labels: pass y or battles with the target columns "
-                f"{list(CLASSES)} (Kaggle layout) or a 'label' column."
-            )
-        return table["label"].to_numpy(dtype=np.int64)
-
-    def _target_rows(self, table: pd.DataFrame) -> NDArray[np.bool_] | None:
-        """The target's rows; None without a target or with one family only."""
-        if self.target is None:
-            return None
-        is_target = target_rows(table, self.target)
-        return None if is_target.all() else is_target
-
     def _init_score(self, X: Any) -> NDArray | None:
         """The anchor's log-probabilities: the boosters' starting score."""
-        if getattr(self, "anchor_", None) is None:
-            return None
-        return self.anchor_.log_proba(X, self.feature_names_out_)
+        return anchor_offsets(
+            getattr(self, "anchor_", None), X, self.feature_names_out_
+        )
 
     def _oof_booster(self, result: FoldResult, X: Any, init: NDArray | None) -> NDArray:
         if not self.swap_average:

@@ -12,21 +12,51 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from features.errors import InvalidParameterError
 from models.folds import make_folds, prompt_groups
-from models.transfer import source_families
 
 __all__ = [
     "battle_families",
     "folds_hold_out_sources",
     "resolve_group_by",
     "row_weights",
+    "source_families",
     "source_folds",
     "source_weights",
     "training_folds",
 ]
+
+
+def source_families(sources: ArrayLike) -> NDArray[np.object_]:
+    """Family of each source name: the part before the first ``:``.
+
+    Fine sources of one public set (``llmeval2:webgpt``, ``llmeval2:shp``)
+    share annotators and habits, so transfer holds out a whole family.
+    Missing names (None, NaN, empty) become ``"unknown"``.
+
+    Parameters
+    ----------
+    sources : array-like of str
+        The ``source`` column.
+
+    Returns
+    -------
+    ndarray of str (object dtype)
+        One family per row.
+
+    Examples
+    --------
+    >>> source_families(["llmeval2:webgpt", "vibecheck-arena", None]).tolist()
+    ['llmeval2', 'vibecheck-arena', 'unknown']
+    """
+    families = []
+    for value in np.asarray(sources, dtype=object).ravel():
+        missing = value is None or (isinstance(value, float) and np.isnan(value))
+        text = "" if missing else str(value).split(":", 1)[0].strip()
+        families.append(text or "unknown")
+    return np.asarray(families, dtype=object)
 
 
 def battle_families(battles: pd.DataFrame, *, needed_for: str) -> NDArray[np.object_]:

@@ -7,9 +7,10 @@ turn (and optional external sets), fits on the rest, and puts the model's
 scores next to references fitted on the same training rows: the class prior,
 the raw difference of answer lengths and a length-only logistic regression.
 
-Decisive scores use ``q = P(A) / (P(A) + P(B))`` on the rows A or B won, so a
-source without ties (and a model trained with ties) is judged by how well it
-tells the winner, not by its tie share.
+Decisive scores (:mod:`models.metrics`) use ``q = P(A) / (P(A) + P(B))`` on
+the rows A or B won, so a source without ties (and a model trained with ties)
+is judged by how well it tells the winner, not by its tie share. Source
+families come from :func:`models.sources.source_families`.
 """
 
 from __future__ import annotations
@@ -23,36 +24,33 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
-from features.battles import as_battles
+from features.battles import TIE, as_battles
 from features.blocks.lengths import LengthsBlock
 from features.errors import BattleFormatError, InvalidParameterError
-from models._inputs import check_labels, check_scores
 from models.baselines import length_features
 from models.folds import make_folds, prompt_groups
 from models.label_shift import adjust_to_prior
-from models.metrics import PROBA_CLIP, multiclass_log_loss
+from models.metrics import (
+    decisive_auc,
+    decisive_log_loss,
+    length_difference_auc,
+    multiclass_log_loss,
+    tie_auc,
+)
+from models.sources import source_families
 
 __all__ = [
     "TRANSFER_COLUMNS",
     "WITHIN_SET_COLUMNS",
     "FitPredict",
-    "decisive_auc",
-    "decisive_log_loss",
     "length_difference",
-    "length_difference_auc",
     "model_fit_predict",
     "predict_with_prior",
-    "source_families",
-    "tie_auc",
     "transfer_table",
     "within_set_cv",
 ]
-
-TIE = 2
-"""Label of a tie (0 = A won, 1 = B won)."""
 
 TRANSFER_COLUMNS: tuple[str, ...] = (
     "source",
@@ -93,141 +91,6 @@ class FitPredict(Protocol):
     ) -> NDArray[np.float64]: ...
 
 
-# --------------------------------------------------------------- families
-def source_families(sources: ArrayLike) -> NDArray[np.object_]:
-    """Family of each source name: the part before the first ``:``.
-
-    Fine sources of one public set (``llmeval2:webgpt``, ``llmeval2:shp``)
-    share annotators and habits, so transfer holds out a whole family.
-    Missing names (None, NaN, empty) become ``"unknown"``.
-
-    Parameters
-    ----------
-    sources : array-like of str
-        The ``source`` column.
-
-    Returns
-    -------
-    ndarray of str (object dtype)
-        One family per row.
-
-    Examples
-    --------
-    >>> source_families(["llmeval2:webgpt", "vibecheck-arena", None]).tolist()
-    ['llmeval2', 'vibecheck-arena', 'unknown']
-    """
-    families = []
-    for value in np.asarray(sources, dtype=object).ravel():
-        missing = value is None or (isinstance(value, float) and np.isnan(value))
-        text = "" if missing else str(value).split(":", 1)[0].strip()
-        families.append(text or "unknown")
-    return np.asarray(families, dtype=object)
-
-
-# ---------------------------------------------------------------- metrics
-def _decisive(
-    labels: ArrayLike, proba: ArrayLike, owner: str
-) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
-    """Rows A or B won, and q = P(A) / (P(A) + P(B)) on them."""
-    scores = check_scores(proba, name="proba", owner=owner, min_columns=2)
-    y = check_labels(labels, n_samples=len(scores), n_classes=3, owner=owner)
-    decisive = y != TIE
-    total = np.maximum(scores[decisive, 0] + scores[decisive, 1], PROBA_CLIP)
-    return y[decisive] == 0, scores[decisive, 0] / total
-
-
-def _score_auc(a_won: NDArray[np.bool_], score: NDArray[np.float64]) -> float:
-    if a_won.all() or not a_won.any():
-        return float("nan")
-    return float(roc_auc_score(a_won, score))
-
-
-def decisive_auc(labels: ArrayLike, proba: ArrayLike) -> float:
-    """ROC AUC of ``P(A) / (P(A) + P(B))`` for "A won" on rows A or B won.
-
-    It measures how well a model tells the winner, whatever tie share it
-    predicts. NaN when the decisive rows do not hold both winners.
-
-    Parameters
-    ----------
-    labels : array-like of int, shape (n,)
-        0 = A won, 1 = B won, 2 = tie.
-    proba : array-like of shape (n, 3)
-        Probabilities of A, B, tie (a third column may be absent).
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Shapes disagree, labels are not 0, 1, 2, or `proba` is not finite.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> decisive_auc(np.array([0, 1, 2]), np.array([[.6, .3, .1], [.2, .7, .1],
-    ...                                             [.3, .3, .4]]))
-    1.0
-    """
-    a_won, q = _decisive(labels, proba, "decisive_auc")
-    return _score_auc(a_won, q)
-
-
-def tie_auc(labels: ArrayLike, proba: ArrayLike) -> float:
-    """ROC AUC of ``P(tie)`` for "tie" against the rows A or B won.
-
-    Whether the model tells which battles are ties, whatever tie share it
-    predicts on average; 0.5 is no better than a constant. NaN without both
-    ties and decisive rows. Arguments and errors as :func:`decisive_log_loss`.
-
-    >>> tie_auc([0, 2, 1, 2], [[.6, .3, .1], [.3, .3, .4], [.2, .5, .3],
-    ...                        [.4, .4, .2]])
-    0.75
-    """
-    scores = check_scores(proba, name="proba", owner="tie_auc", min_columns=3)
-    y = check_labels(labels, n_samples=len(scores), n_classes=3, owner="tie_auc")
-    return _score_auc(y == TIE, scores[:, TIE])
-
-
-def decisive_log_loss(labels: ArrayLike, proba: ArrayLike) -> float:
-    """Binary log loss of ``q = P(A) / (P(A) + P(B))`` on rows A or B won.
-
-    The number to judge a source without ties by (a coin scores
-    ``log 2 = 0.6931``). ``q`` is clipped to ``[PROBA_CLIP, 1 - PROBA_CLIP]``.
-    NaN when no row is decisive.
-
-    Parameters
-    ----------
-    labels : array-like of int, shape (n,)
-        0 = A won, 1 = B won, 2 = tie.
-    proba : array-like of shape (n, 3)
-        Probabilities of A, B, tie.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        Shapes disagree, labels are not 0, 1, 2, or `proba` is not finite.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> round(decisive_log_loss([0, 1, 2], [[.5, .5, 0], [.2, .6, .2],
-    ...                                     [.1, .1, .8]]), 4)
-    0.4904
-    """
-    a_won, q = _decisive(labels, proba, "decisive_log_loss")
-    if not len(q):
-        return float("nan")
-    q = np.clip(q, PROBA_CLIP, 1.0 - PROBA_CLIP)
-    return float(-np.mean(np.where(a_won, np.log(q), np.log1p(-q))))
-
-
 def length_difference(battles: Any) -> NDArray[np.float64]:
     """Token count of answer A minus that of answer B, per battle.
 
@@ -254,39 +117,6 @@ def length_difference(battles: Any) -> NDArray[np.float64]:
     table = as_battles(battles)
     matrix = LengthsBlock().transform(table)
     return np.asarray(matrix.values[:, matrix.columns.index("d_len_tokens")], float)
-
-
-def length_difference_auc(labels: ArrayLike, difference: ArrayLike) -> float:
-    """Decisive AUC of the raw length difference (A's minus B's) as the score.
-
-    Parameters
-    ----------
-    labels : array-like of int, shape (n,)
-        0 = A won, 1 = B won, 2 = tie.
-    difference : array-like of shape (n,)
-        E.g. :func:`length_difference` of the battles.
-
-    Returns
-    -------
-    float
-        NaN when the decisive rows do not hold both winners.
-
-    Raises
-    ------
-    ValueError
-        Shapes disagree or labels are not 0, 1, 2.
-
-    Examples
-    --------
-    >>> length_difference_auc([0, 1, 2, 1], [120.0, -30.0, 0.0, 5.0])
-    1.0
-    """
-    score = np.asarray(difference, dtype=np.float64).reshape(-1, 1)
-    owner = "length_difference_auc"
-    y = check_labels(labels, n_samples=len(score), n_classes=3, owner=owner)
-    check_scores(score, name="difference", owner=owner, min_columns=1)
-    decisive = y != TIE
-    return _score_auc(y[decisive] == 0, score[decisive, 0])
 
 
 # -------------------------------------------------------- fitting a model

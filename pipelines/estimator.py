@@ -2,10 +2,12 @@
 
 The config contract lives here and only here: ``models/`` takes plain
 arguments and never reads a profile. :func:`model_from_config` maps profile
-keys to :class:`~models.PreferenceModel` parameters, :func:`tune_from_config`
-runs the Optuna studies a profile describes, and :func:`check_config` checks
-every key they read against the models' own rules at load time, so a bad value
-fails before any feature is built, naming the key and the file.
+keys to :class:`~models.PreferenceModel` parameters, :func:`recipe_from_config`
+gives that model's training recipe (:func:`training_rows` the rows it makes,
+for every command), :func:`tune_from_config` runs the Optuna studies a
+profile describes, and :func:`check_config` checks every key they read
+against the models' own rules at load time, so a bad value fails before any
+feature is built, naming the key and the file.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from features.blocks import FeatureMatrix
 from features.errors import ConfigError, InvalidParameterError
+from features.pipeline import FeaturePipeline
+from features.store import FeatureStore
 from features.validation import check_parameters
-from models.anchor import StyleAnchor
-from models.folds import check_n_folds, check_tuning_rows, tuning_sample
+from models.folds import check_n_folds, check_tuning_rows
 from models.gbdt import check_booster_names, check_booster_params
 from models.preference import PreferenceModel
+from models.recipe import TrainingRecipe, TrainingRows
 from models.search_space import parse_search_space
-from models.sources import source_folds
 from models.study_workers import check_heartbeat
 from models.tuning import (
     check_booster_share,
@@ -41,7 +45,10 @@ __all__ = [
     "check_config",
     "check_tuning_plan",
     "model_from_config",
+    "recipe_from_config",
+    "training_rows",
     "tune_from_config",
+    "tune_on_rows",
 ]
 
 _MODEL_KEYS: dict[str, str] = {
@@ -111,6 +118,63 @@ def model_from_config(config: Config, **overrides: Any) -> PreferenceModel:
     return PreferenceModel(**{**_model_params(config), **overrides})
 
 
+def recipe_from_config(config: Config) -> TrainingRecipe:
+    """The :class:`~models.recipe.TrainingRecipe` of a loaded profile.
+
+    It is the recipe of :func:`model_from_config`'s model, so the rows a
+    command prepares, tunes on and reports on are those the model fits on.
+
+    Examples
+    --------
+    >>> from pipelines.config import load_config
+    >>> recipe_from_config(load_config("configs/lite.yaml")).source_weights
+    'balanced'
+    """
+    return model_from_config(config).training_recipe()
+
+
+def training_rows(config: Config, battles: pd.DataFrame) -> TrainingRows:
+    """The training rows of labelled battles under a loaded profile."""
+    return recipe_from_config(config).rows(battles)
+
+
+def tune_on_rows(
+    config: Config,
+    rows: TrainingRows,
+    store: FeatureStore,
+    *,
+    n_trials: int,
+    timeout: float | None = None,
+    verbose: bool = False,
+    storage: str | None = None,
+    shared: bool | None = None,
+) -> dict[str, Any]:
+    """Build (or read) the features of training rows, then tune on them.
+
+    The studies are shared with tune workers when `shared`, by default when
+    a `storage` is given (:func:`tune_from_config` has the rest).
+    """
+    matrix = FeaturePipeline(
+        config.features.blocks,
+        store=store,
+        verbose=verbose,
+        n_jobs=config.features.n_jobs,
+    ).fit_transform(rows.table)
+    return tune_from_config(
+        config,
+        matrix,
+        rows.labels,
+        rows.groups,
+        weight=rows.weight,
+        families=rows.families,
+        n_trials=n_trials,
+        timeout=timeout,
+        verbose=verbose,
+        storage=storage,
+        shared=storage is not None if shared is None else shared,
+    )
+
+
 def _tuning_n_folds(config: Config) -> int:
     # A profile may leave tuning.n_folds null: trials then use the final folds.
     return config.tuning.n_folds or config.training.n_folds
@@ -170,10 +234,12 @@ def tune_from_config(
     """Run the tuning studies a profile describes on a feature matrix.
 
     The trials see whole prompt groups of at most ``tuning.max_rows`` rows
-    with ``tuning.n_folds`` folds of their own
-    (:func:`models.folds.tuning_sample`); the studies, their budget split and
-    their search spaces come from ``tuning``, the base params from
-    ``training.booster_params``.
+    with ``tuning.n_folds`` folds of their own and an anchor fitted on them,
+    as the profile's training recipe makes them
+    (:meth:`models.recipe.TrainingRecipe.tuning_rows`); the studies, their
+    budget split and their search spaces come from ``tuning``, the base
+    params from ``training.booster_params``. :func:`tune_on_rows` builds the
+    matrix of :func:`training_rows` and calls this.
 
     Parameters
     ----------
@@ -215,44 +281,34 @@ def tune_from_config(
     ------
     ConfigError
         A booster gets trials but has no search space.
+    InvalidParameterError
+        ``training.group_by`` is "source" and no `families` are given.
     """
     arguments = _tuning_arguments(config, n_trials, storage)
-    rows, folds = tuning_sample(
+    sample = recipe_from_config(config).tuning_rows(
+        matrix.values,
+        matrix.columns,
         labels,
         groups,
+        weight=weight,
+        families=families,
         max_rows=config.tuning.max_rows,
         n_folds=_tuning_n_folds(config),
-        seed=config.seed,
     )
-    values, row_labels = matrix.values[rows], labels[rows]
-    row_weight = None if weight is None else weight[rows]
-    if config.training.group_by == "source" and families is None:
-        raise InvalidParameterError(
-            "tune_from_config: training.group_by is 'source'; pass families."
-        )
-    if families is not None:
-        folds = source_folds(
-            row_labels, families[rows], _tuning_n_folds(config), config.seed, row_weight
-        )
-    init_score = None
-    if config.training.anchor:
-        # The anchor the final fit starts from, fitted on the trial rows.
-        anchor = StyleAnchor().fit(values, matrix.columns, row_labels, row_weight)
-        init_score = anchor.log_proba(values, matrix.columns)
     summary = tune_boosters(
-        FeatureMatrix(values, matrix.columns),
-        row_labels,
-        folds,
+        FeatureMatrix(sample.values, matrix.columns),
+        sample.labels,
+        sample.folds,
         **arguments,
-        weight=row_weight,
-        init_score=init_score,
+        weight=sample.weight,
+        init_score=sample.init_score,
         timeout=config.tuning.timeout if timeout is None else timeout,
         verbose=verbose,
         shared=shared,
         heartbeat_interval=config.tuning.heartbeat_interval,
         grace_period=config.tuning.grace_period,
     )
-    summary["rows"] = len(rows)
+    summary["rows"] = len(sample.rows)
     return summary
 
 

@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +32,19 @@ import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import clone
 
-from features.battles import truncate_battles
-from features.pipeline import FeaturePipeline
 from features.store import FeatureStore
-from models import PreferenceModel, prompt_groups
+from models import PreferenceModel
 from models.metrics import multiclass_log_loss
-from models.sources import (
-    battle_families,
-    resolve_group_by,
-    row_weights,
-    training_folds,
-)
-from models.target import held_out_target_proba, target_rows, target_weights
+from models.recipe import TrainingRows
+from models.target import held_out_target_proba, target_rows
 from models.transfer import decisive_auc
 from pipelines._cli import base_parser, load_inputs, run_cli
-from pipelines.config import Config
-from pipelines.estimator import check_tuning_plan, model_from_config, tune_from_config
+from pipelines.estimator import (
+    check_tuning_plan,
+    model_from_config,
+    training_rows,
+    tune_on_rows,
+)
 from pipelines.report import build_report, write_report
 from pipelines.transfer_report import add_transfer_report_arguments, transfer_report
 
@@ -117,13 +113,19 @@ def _main(args: argparse.Namespace) -> int:
     config, battles, data_path = load_inputs(args, labelled=True)
     n_trials = config.tuning.n_trials if args.trials is None else args.trials
     check_tuning_plan(config, n_trials, args.storage)  # before any feature is built
-    data = _prepare(config, battles)
+    data = training_rows(config, battles)
     store = FeatureStore(args.store or config.features.store)
     verbose = not args.quiet
     booster_params, tuning = copy.deepcopy(config.training.booster_params), None
     if n_trials > 0:
-        tuning = _tune(
-            config, data, store, n_trials, args.timeout, verbose, args.storage
+        tuning = tune_on_rows(
+            config,
+            data,
+            store,
+            n_trials=n_trials,
+            timeout=args.timeout,
+            verbose=verbose,
+            storage=args.storage,
         )
         booster_params = _with_best_params(booster_params, tuning["best_params"])
     model = model_from_config(config, booster_params=booster_params, verbose=verbose)
@@ -163,78 +165,6 @@ def _main(args: argparse.Namespace) -> int:
         f"model: {out}; report: {out / 'report' / 'report.md'}"
     )
     return 0
-
-
-@dataclass(frozen=True)
-class _Battles:
-    """The labelled battles as training sees them, with their final folds."""
-
-    table: pd.DataFrame
-    labels: NDArray[np.int64]
-    groups: NDArray[np.int64]
-    folds: NDArray[np.int64]
-    weight: NDArray[np.float64] | None
-    families: NDArray[np.object_] | None
-
-
-def _prepare(config: Config, battles: pd.DataFrame) -> _Battles:
-    table = truncate_battles(battles, config.data.max_chars)
-    labels = table["label"].to_numpy(dtype=np.int64)
-    training = config.training
-    weight = row_weights(table, training.source_weights)
-    group_by = training.group_by
-    if training.target is not None:
-        is_target = target_rows(table, training.target)
-        if not is_target.all():
-            weight = target_weights(is_target, weight, training.target_other_weight)
-            if group_by == "auto":
-                group_by = "prompt"  # as PreferenceModel.fit with a target
-    folds = training_folds(
-        table,
-        labels,
-        group_by=group_by,
-        n_folds=training.n_folds,
-        seed=config.seed,
-        weight=weight,
-    )
-    by_source = resolve_group_by(table, group_by, weight) == "source"
-    families = (
-        battle_families(table, needed_for="group_by='source'") if by_source else None
-    )
-    return _Battles(table, labels, prompt_groups(table), folds, weight, families)
-
-
-def _tune(
-    config: Config,
-    data: _Battles,
-    store: FeatureStore,
-    n_trials: int,
-    timeout: float | None,
-    verbose: bool,
-    storage: str | None = None,
-    shared: bool | None = None,
-) -> dict[str, Any]:
-    """Build (or read) every battle's features, then run the studies (shared
-    with tune workers when `shared`, by default when a `storage` is given)."""
-    matrix = FeaturePipeline(
-        config.features.blocks,
-        store=store,
-        verbose=verbose,
-        n_jobs=config.features.n_jobs,
-    ).fit_transform(data.table)
-    return tune_from_config(
-        config,
-        matrix,
-        data.labels,
-        data.groups,
-        weight=data.weight,
-        families=data.families,
-        n_trials=n_trials,
-        timeout=timeout,
-        verbose=verbose,
-        storage=storage,
-        shared=storage is not None if shared is None else shared,
-    )
 
 
 def _target_scores(labels: NDArray[np.int64], proba: NDArray) -> dict[str, float]:
@@ -302,7 +232,7 @@ def _model_summary(model: PreferenceModel) -> dict[str, Any]:
 
 
 def _swap_augment_effect(
-    model: PreferenceModel, data: _Battles, store: FeatureStore
+    model: PreferenceModel, data: TrainingRows, store: FeatureStore
 ) -> dict[str, float]:
     """OOF log loss with swap augmentation off and on: the model, then a
     clone with the switch flipped, fitted on the same folds."""
@@ -318,7 +248,7 @@ def _swap_augment_effect(
 def _save(
     model: PreferenceModel,
     report: dict[str, Any],
-    data: _Battles,
+    data: TrainingRows,
     out: Path,
     title: str,
 ) -> None:

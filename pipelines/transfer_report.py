@@ -31,15 +31,15 @@ from features import (
     FeatureMatrix,
     FeaturePipeline,
     FeatureStore,
-    as_battles,
     battle_fingerprint,
     block_key,
     make_block,
-    truncate_battles,
 )
 from features.errors import ConfigError
 from features.pipeline import RunMode
-from models.transfer import model_fit_predict, source_families, transfer_table
+from models.recipe import battle_table
+from models.sources import source_families
+from models.transfer import model_fit_predict, transfer_table
 from pipelines.config import Config
 from pipelines.estimator import model_from_config
 
@@ -97,7 +97,7 @@ def add_transfer_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prepared(battles: pd.DataFrame, max_chars: int | None) -> pd.DataFrame:
     """What ``PreferenceModel`` turns ``battles`` into before its features."""
-    return truncate_battles(as_battles(battles), max_chars)
+    return battle_table(battles, max_chars)
 
 
 def _dense(values: Any) -> NDArray:

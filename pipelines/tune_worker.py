@@ -23,8 +23,7 @@ from pathlib import Path
 
 from features.store import FeatureStore
 from pipelines._cli import base_parser, load_inputs, run_cli
-from pipelines.estimator import check_tuning_plan
-from pipelines.train_gbdt import _prepare, _tune
+from pipelines.estimator import check_tuning_plan, training_rows, tune_on_rows
 
 __all__ = ["main"]
 
@@ -68,16 +67,14 @@ def _main(args: argparse.Namespace) -> int:
     if n_trials == 0:
         print("tune worker: a budget of 0 trials; nothing to run")
         return 0
-    data = _prepare(config, battles)
-    store = FeatureStore(args.store or config.features.store)
-    verbose = not args.quiet
-    summary = _tune(
+    rows = training_rows(config, battles)
+    summary = tune_on_rows(
         config,
-        data,
-        store,
-        n_trials,
-        args.timeout,
-        verbose,
+        rows,
+        FeatureStore(args.store or config.features.store),
+        n_trials=n_trials,
+        timeout=args.timeout,
+        verbose=not args.quiet,
         storage=storage,
         shared=True,
     )

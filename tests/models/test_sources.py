@@ -10,6 +10,7 @@ from features.errors import InvalidParameterError
 from models.sources import (
     resolve_group_by,
     row_weights,
+    source_families,
     source_folds,
     source_weights,
     training_folds,
@@ -94,3 +95,17 @@ def test_auto_groups_by_source_only_when_there_are_two_families():
 
 def test_balanced_weights_without_sources_weigh_every_battle_one():
     assert row_weights(pd.DataFrame({"prompt": [["p"]] * 3}), "balanced") is None
+
+
+def test_source_families_take_the_part_before_the_colon():
+    sources = pd.Series(["llmeval2:webgpt", "llmeval2:shp", "vibecheck-arena", "a:b:c"])
+    assert source_families(sources).tolist() == [
+        "llmeval2",
+        "llmeval2",
+        "vibecheck-arena",
+        "a",
+    ]
+
+
+def test_source_families_name_missing_sources_unknown():
+    assert source_families([None, float("nan"), ""]).tolist() == ["unknown"] * 3

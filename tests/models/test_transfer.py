@@ -10,16 +10,14 @@ import pytest
 
 from features.battles import as_battles
 from features.errors import BattleFormatError, InvalidParameterError
-from models import PreferenceModel, decisive_auc, decisive_log_loss
+from models import PreferenceModel
+from models.sources import source_families
 from models.transfer import (
     TRANSFER_COLUMNS,
     WITHIN_SET_COLUMNS,
     length_difference,
-    length_difference_auc,
     model_fit_predict,
     predict_with_prior,
-    source_families,
-    tie_auc,
     transfer_table,
     within_set_cv,
 )
@@ -47,98 +45,12 @@ def _uniform(train, test, class_prior=None):
     return np.full((len(test), 3), 1 / 3)
 
 
-# ----------------------------------------------------------------- families
-def test_source_families_take_the_part_before_the_colon():
-    sources = pd.Series(["llmeval2:webgpt", "llmeval2:shp", "vibecheck-arena", "a:b:c"])
-    assert source_families(sources).tolist() == [
-        "llmeval2",
-        "llmeval2",
-        "vibecheck-arena",
-        "a",
-    ]
-
-
-def test_source_families_name_missing_sources_unknown():
-    assert source_families([None, float("nan"), ""]).tolist() == ["unknown"] * 3
-
-
-# ------------------------------------------------------------------ metrics
-def test_decisive_auc_ignores_ties_and_ranks_by_the_a_share():
-    labels = np.array([0, 1, 0, 1, 2, 2])
-    # Ties are predicted "wrong" on purpose: they must not count.
-    proba = np.array(
-        [
-            [0.3, 0.1, 0.6],  # q = 0.75
-            [0.2, 0.2, 0.6],  # q = 0.5
-            [0.5, 0.4, 0.1],  # q = 0.556
-            [0.1, 0.8, 0.1],  # q = 0.111
-            [0.9, 0.05, 0.05],
-            [0.05, 0.9, 0.05],
-        ]
-    )
-    assert decisive_auc(labels, proba) == 1.0
-    # Swapping A and B flips the ranking.
-    assert decisive_auc(1 - labels[:4], proba[:4]) == 0.0
-
-
-def test_decisive_auc_is_nan_when_one_winner_only():
-    assert math.isnan(decisive_auc([0, 0, 2], [[0.5, 0.3, 0.2]] * 3))
-
-
-def test_decisive_log_loss_matches_the_hand_computed_value():
-    labels = [0, 1, 2]
-    proba = [[0.5, 0.5, 0.0], [0.2, 0.6, 0.2], [0.1, 0.1, 0.8]]
-    expected = -(math.log(0.5) + math.log(0.75)) / 2
-    assert decisive_log_loss(labels, proba) == pytest.approx(expected)
-
-
-def test_decisive_log_loss_of_a_coin_is_log_two_whatever_the_tie_share():
-    labels = [0, 1, 0, 1]
-    for tie in (0.0, 0.5, 0.9):
-        half = (1 - tie) / 2
-        assert decisive_log_loss(labels, [[half, half, tie]] * 4) == pytest.approx(
-            math.log(2)
-        )
-
-
-def test_decisive_log_loss_is_finite_for_certain_wrong_answers():
-    value = decisive_log_loss([0], [[0.0, 1.0, 0.0]])
-    assert math.isfinite(value) and value > 30
-
-
-def test_decisive_log_loss_is_nan_without_decisive_rows():
-    assert math.isnan(decisive_log_loss([2, 2], [[0.3, 0.3, 0.4]] * 2))
-
-
-@pytest.mark.parametrize("metric", [decisive_auc, decisive_log_loss])
-def test_decisive_metrics_reject_labels_out_of_range(metric):
-    with pytest.raises(ValueError, match=r"y must hold integer labels 0 \.\. 2"):
-        metric([0, 3], [[0.5, 0.5, 0.0]] * 2)
-
-
-@pytest.mark.parametrize("metric", [decisive_auc, decisive_log_loss])
-def test_decisive_metrics_reject_a_label_count_that_differs(metric):
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        metric([0, 1, 0], [[0.5, 0.5, 0.0]] * 2)
-
-
 def test_length_difference_counts_tokens_of_a_minus_b(hand_battles):
     difference = length_difference(hand_battles)
     assert difference.shape == (len(hand_battles),)
     # Battle "3" has identical answers; battle "7" has an empty and a blank one.
     assert difference[2] == 0.0 and difference[6] == 0.0
     assert difference[0] < 0  # "2+2 = **4**." is shorter than the sentence
-
-
-def test_length_difference_auc_ranks_the_longer_answer_first():
-    assert length_difference_auc([0, 1, 2, 1], [120.0, -30.0, 0.0, 5.0]) == 1.0
-    assert length_difference_auc([1, 0], [120.0, -30.0]) == 0.0
-    assert math.isnan(length_difference_auc([2, 2], [1.0, 2.0]))
-
-
-def test_length_difference_auc_rejects_one_label_per_row_missing():
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        length_difference_auc([0, 1], [1.0, 2.0, 3.0])
 
 
 # ---------------------------------------------------------------- priors
@@ -253,19 +165,6 @@ def test_transfer_table_judges_a_tie_free_source_by_its_decisive_rows(demo):
     assert table.loc["alpha", "ok"] is True
     assert table.loc["beta", "ok"] is None
     assert "not judged" in table.loc["beta", "missed"]
-
-
-def test_tie_auc_ranks_p_tie_of_ties_against_decisive_rows():
-    labels = [0, 2, 1, 2]
-    assert (
-        tie_auc(
-            labels, [[0.6, 0.3, 0.1], [0.3, 0.3, 0.4], [0.2, 0.5, 0.3], [0.4, 0.4, 0.2]]
-        )
-        == 0.75
-    )
-    flat = np.full((4, 3), 1 / 3)
-    assert tie_auc(labels, flat) == 0.5  # a constant tie share tells nothing
-    assert math.isnan(tie_auc([0, 1, 0], flat[:3]))  # no ties: nothing to rank
 
 
 def test_transfer_table_reports_how_well_the_ties_are_ranked(demo):
