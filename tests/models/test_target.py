@@ -194,3 +194,28 @@ def test_target_switches_off_leave_the_tie_to_the_boosters(battles):
 def test_target_other_weight_must_be_positive(battles):
     with pytest.raises(InvalidParameterError, match="target_other_weight"):
         _model(target="synthetic-code", target_other_weight=0.0).fit(battles)
+
+
+def test_recipe_with_a_target_spreads_its_rows_and_fits_the_head_on_them(battles):
+    from models.recipe import TrainingRecipe
+
+    recipe = TrainingRecipe(
+        source_weights="balanced",
+        group_by="auto",
+        n_folds=3,
+        target="synthetic-code",
+        target_other_weight=0.5,
+    )
+    rows = recipe.rows(battles)
+    is_target = target_rows(battles, "synthetic-code")
+    assert rows.group_by == "prompt"
+    assert set(rows.folds[is_target].tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(rows.head_weight, is_target.astype(float))
+    untargeted = TrainingRecipe(source_weights="balanced", group_by="auto").rows(
+        battles
+    )
+    ratio = rows.weight / untargeted.weight
+    assert ratio[is_target].std() < 1e-9 and ratio[~is_target].std() < 1e-9
+    assert ratio[~is_target][0] == pytest.approx(0.5 * ratio[is_target][0])
+    one = TrainingRecipe(target="only").rows(battles.assign(source="only"))
+    assert one.is_target is None and one.weight is None
