@@ -51,7 +51,7 @@ from pipelines.make_demo_data import make_demo_battles
 
 __all__ = ["CONFIGURATIONS", "TargetData", "load_target_data", "run", "score"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("benchmarks.bench_target")  # also when run as __main__
 
 FULL_KAGGLE_ROWS = 57_477
 """Rows of the full Kaggle train.csv: where the learning curve is projected."""
