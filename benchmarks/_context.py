@@ -158,6 +158,8 @@ class BenchOptions:
     target_configs: tuple[str, ...] | None = None
     target_default_config: str = "target: + tie head (w=1)"
     target_quick_rows: int = 400
+    target_other_rows: int | None = None
+    target_fast: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -30,7 +30,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from benchmarks._context import BenchContext, BenchOptions
+from benchmarks._context import (
+    FAST_BOOSTERS_TEXT,
+    BenchContext,
+    BenchOptions,
+    fast_training_overrides,
+)
 from benchmarks._report import Section, Table, Target, relative
 from features import FeaturePipeline, FeatureStore, read_battles, truncate_battles
 from features.battles import battle_fingerprint
@@ -79,14 +84,23 @@ _CURVE_CONFIG = "target: + tie head (w=1)"
 class TargetData:
     """The battles of a target run, their labels, and the target's outer folds.
 
-    Battle ids are replaced by row numbers: the files may share ids.
+    Battle ids must be unique (:func:`load_target_data` numbers the rows: the
+    files may share ids). ``feature_battles`` (default: ``battles``) is the
+    table the feature blocks are fitted on, a superset of ``battles``.
     """
 
     def __init__(
-        self, battles: pd.DataFrame, target: str, n_folds: int, seed: int
+        self,
+        battles: pd.DataFrame,
+        target: str,
+        n_folds: int,
+        seed: int,
+        feature_battles: pd.DataFrame | None = None,
     ) -> None:
         self.battles = battles.reset_index(drop=True)
-        self.battles["id"] = [str(i) for i in range(len(self.battles))]
+        self.feature_battles = (
+            self.battles if feature_battles is None else feature_battles
+        )
         self.labels = self.battles["label"].to_numpy(dtype=np.int64)
         self.target = target
         self.is_target = target_rows(self.battles, target)
@@ -111,8 +125,21 @@ def load_target_data(options: BenchOptions, max_chars: int | None) -> TargetData
         battles = pd.concat(
             [read_battles(path, labelled=True) for path in files], ignore_index=True
         )
-    battles = truncate_battles(battles, max_chars)
-    return TargetData(battles, options.target_family, options.target_folds, 0)
+    battles = truncate_battles(battles, max_chars).reset_index(drop=True)
+    battles["id"] = [str(i) for i in range(len(battles))]
+    everything = battles
+    cap = options.target_other_rows
+    if cap is not None:
+        families = source_families(battles["source"]).astype(str)
+        keep = families == options.target_family
+        rng = np.random.default_rng(options.seed)
+        for family in sorted(set(families) - {options.target_family}):
+            rows = np.flatnonzero(families == family)
+            keep[rng.choice(rows, size=min(cap, len(rows)), replace=False)] = True
+        battles = battles[keep].reset_index(drop=True)
+    return TargetData(
+        battles, options.target_family, options.target_folds, 0, everything
+    )
 
 
 def score(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, float]:
@@ -145,7 +172,11 @@ def _config(ctx: BenchContext, profile: str) -> Config:
     overrides = ctx.options.overrides
     if ctx.options.quick:
         overrides = (*overrides, *_QUICK_EXTRA)
-    return load_config(ctx.config_path(profile), overrides)
+    config = load_config(ctx.config_path(profile), overrides)
+    if ctx.options.target_fast:
+        fast = fast_training_overrides(config, ("lightgbm",), 3)
+        config = load_config(ctx.config_path(profile), (*overrides, *fast))
+    return config
 
 
 class _Precomputed:
@@ -180,11 +211,11 @@ def _features(ctx: BenchContext, data: TargetData, config: Config) -> _Precomput
             config.features.blocks,
             store=FeatureStore(ctx.options.store),
             n_jobs=config.features.n_jobs,
-        ).fit_transform(data.battles)
-        data.features = _Precomputed(matrix, data.battles["id"].tolist())
+        ).fit_transform(data.feature_battles)
+        data.features = _Precomputed(matrix, data.feature_battles["id"].tolist())
         logger.info(
             "features of %d battles in %.1f s",
-            len(data.battles),
+            len(data.feature_battles),
             time.perf_counter() - started,
         )
     return data.features
@@ -359,6 +390,14 @@ def _command(options: BenchOptions) -> str:
         parts.append("--quick")
     else:
         parts.append(f"--corpus {relative(Path(options.corpus))}")
+    if options.target_other_rows is not None:
+        parts.append(f"--target-other-rows {options.target_other_rows}")
+    if options.target_fast:
+        parts.append("--target-fast")
+    if options.target_configs:
+        parts.append(f"--target-configs {';'.join(options.target_configs)!r}")
+    if not options.target_curve:
+        parts.append("--target-curve 0")
     return " ".join(parts)
 
 
@@ -411,9 +450,20 @@ def run(ctx: BenchContext) -> Section:
         )
     command = _command(options)
     rows, _ = target_table(ctx, data, profile, names)
+    fast = (
+        f", fast boosters (lightgbm only, 3 inner folds, {FAST_BOOSTERS_TEXT})"
+        if options.target_fast
+        else ""
+    )
+    others = (
+        f", at most {options.target_other_rows} rows of each other family"
+        if options.target_other_rows is not None
+        else ""
+    )
     table = Table(
         title=f"Target `{data.target}`: {int(data.is_target.sum())} rows, "
-        f"{options.target_folds} prompt-grouped folds, profile {profile}",
+        f"{options.target_folds} prompt-grouped folds, profile {profile}{fast}"
+        f"{others}; {len(data.battles):,} battles in all",
         columns=[
             "configuration",
             "log_loss",

@@ -146,6 +146,16 @@ def section_parser(description: str) -> argparse.ArgumentParser:
         help="learning-curve sizes in target rows, e.g. 110,220,440,879 (0: none)",
     )
     add(
+        "--target-other-rows",
+        type=int,
+        help="target section: at most this many rows of each other family (seeded)",
+    )
+    add(
+        "--target-fast",
+        action="store_true",
+        help="target section: lightgbm only, 3 inner folds, fast booster limits",
+    )
+    add(
         "--target-configs",
         help="target-table configurations, separated by ';' (default: all)",
     )
@@ -231,7 +241,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["overrides"] = tuple(args.overrides)
     if getattr(args, "no_variants", False):
         changes["embedding_variants"] = False
-    for name in ("target_family", "target_folds"):
+    if getattr(args, "target_fast", False):
+        changes["target_fast"] = True
+    for name in ("target_family", "target_folds", "target_other_rows"):
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     if getattr(args, "target_curve", None) is not None:
