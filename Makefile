@@ -12,7 +12,17 @@ PREDICT_DATA := $(if $(DATA),$(if $(TEST),$(TEST),$(DATA)),$(DEMO_TEST))
 MODEL_DIR ?= artifacts/model
 PREDICTIONS ?= artifacts/predictions.csv
 
-.PHONY: setup demo test lint bench clean
+SHARED ?= ../shared
+OUT ?= artifacts/arena-model
+TARGET ?= kaggle-lmsys
+ARENA_TRIALS ?= 0
+# The held-out estimate on the target (5 more fits); the transfer table of
+# the unseen-source recipe is the benchmarks' transfer section.
+ARENA_FLAGS ?= --target-estimate-folds 5 --no-transfer-report
+ARENA_DATA := artifacts/arena-model-data/corpus.csv
+CORPUS_FILES = $(sort $(wildcard $(SHARED)/data/corpus/*.csv))
+
+.PHONY: setup demo test lint bench clean arena-model
 
 setup: $(VENV)/.installed
 
@@ -36,6 +46,15 @@ demo: setup $(if $(DATA),,$(DEMO_DATA) $(DEMO_TEST))
 	$(PY) -m pipelines.build_features --config $(CONFIG) --data $(TRAIN_DATA)
 	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(TRAIN_DATA) --trials $(TRIALS) --out $(MODEL_DIR)
 	$(PY) -m pipelines.predict --config $(CONFIG) --model $(MODEL_DIR) --data $(PREDICT_DATA) --out $(PREDICTIONS)
+
+# The model users get: every corpus file in training, predicting for the Kaggle
+# arena voters (training.target; docs/target.md). The files share one header,
+# so they are joined under artifacts/ (never committed) without parsing them.
+arena-model: setup
+	@test -n "$(CORPUS_FILES)" || { echo "no $(SHARED)/data/corpus/*.csv; set SHARED=path/to/shared" >&2; exit 2; }
+	mkdir -p $(dir $(ARENA_DATA))
+	{ head -n 1 $(firstword $(CORPUS_FILES)); for f in $(CORPUS_FILES); do tail -n +2 "$$f"; done; } > $(ARENA_DATA)
+	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(ARENA_DATA) --target $(TARGET) --trials $(ARENA_TRIALS) --out $(OUT) $(ARENA_FLAGS)
 
 test: setup
 	$(PY) -m pytest -q -ra

@@ -152,6 +152,14 @@ class BenchOptions:
     gbdt_tuning_budget: float | None = 5 * 60.0
     profile_misses: bool = True
     timeout: float | None = 120 * 60.0
+    target_family: str = "kaggle-lmsys"
+    target_folds: int = 5
+    target_curve: tuple[int, ...] = (110, 220, 440, 879)
+    target_configs: tuple[str, ...] | None = None
+    target_default_config: str = "target: + tie head (w=1)"
+    target_quick_rows: int = 400
+    target_other_rows: int | None = None
+    target_fast: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -178,6 +186,13 @@ class BenchOptions:
             "timeout": None,
             "tuning_budget": None,
             "gbdt_tuning_budget": None,
+            "target_family": "synthetic-code",
+            "target_folds": 2,
+            "target_curve": (30, 60, 100),
+            "target_configs": (
+                "all sources, no target (profile)",
+                "target: + tie head (w=1)",
+            ),
         }
         settings.update(changes)
         return cls(**settings)

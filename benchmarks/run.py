@@ -50,6 +50,7 @@ logger = logging.getLogger("benchmarks")
 SECTIONS: dict[str, str] = {
     "accuracy": "benchmarks.bench_accuracy",
     "transfer": "benchmarks.bench_transfer",
+    "target": "benchmarks.bench_target",
     "speed": "benchmarks.bench_speed",
     "serving": "benchmarks.bench_serving",
     "scale": "benchmarks.bench_scale",
@@ -62,6 +63,7 @@ SECTIONS: dict[str, str] = {
 _RUN_ORDER = (
     "accuracy",
     "transfer",
+    "target",
     "speed",
     "serving",
     "scale",
@@ -146,6 +148,27 @@ def section_parser(description: str) -> argparse.ArgumentParser:
     )
     add("--no-variants", action="store_true", help="skip the embedding-choice fits")
     add("--no-loso", action="store_true", help="skip leave-one-source-out")
+    add("--target-family", help="source family of the target section (kaggle-lmsys)")
+    add("--target-folds", type=int, help="folds over the target's rows (default 5)")
+    add(
+        "--target-curve",
+        type=_int_list,
+        help="learning-curve sizes in target rows, e.g. 110,220,440,879 (0: none)",
+    )
+    add(
+        "--target-other-rows",
+        type=int,
+        help="target section: at most this many rows of each other family (seeded)",
+    )
+    add(
+        "--target-fast",
+        action="store_true",
+        help="target section: lightgbm only, 3 inner folds, fast booster limits",
+    )
+    add(
+        "--target-configs",
+        help="target-table configurations, separated by ';' (default: all)",
+    )
     add(
         "--no-scale-train",
         action="store_true",
@@ -228,6 +251,17 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         changes["overrides"] = tuple(args.overrides)
     if getattr(args, "no_variants", False):
         changes["embedding_variants"] = False
+    if getattr(args, "target_fast", False):
+        changes["target_fast"] = True
+    for name in ("target_family", "target_folds", "target_other_rows"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
+    if getattr(args, "target_curve", None) is not None:
+        changes["target_curve"] = tuple(n for n in args.target_curve if n > 0)
+    if getattr(args, "target_configs", None):
+        changes["target_configs"] = tuple(
+            name.strip() for name in args.target_configs.split(";") if name.strip()
+        )
     if getattr(args, "no_loso", False):
         changes["loso"] = False
     if getattr(args, "no_scale_train", False):

@@ -57,6 +57,7 @@ from models.metrics import clipped_log, multiclass_log_loss
 from models.recipe import TrainingRecipe, anchor_offsets, battle_table
 from models.rules import apply_degenerate_rules
 from models.stacking import STACK_METHODS, BoosterStacker
+from models.target import TargetTieHead
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -164,6 +165,21 @@ class PreferenceModel(BaseEstimator):
         - "auto": "constant" when the folds keep every source family whole
           (``group_by`` "source", or "auto" on 2+ families: a model meant for
           new sources), else "model" (one source, or prompt-grouped folds).
+    target : str or None, default=None
+        The source family the model predicts for (e.g. ``"kaggle-lmsys"``);
+        None: every source alike. With a target and 2+ families, "auto" folds
+        group by prompt, the other sources weigh ``target_other_weight`` times
+        their ``source_weights``, and ``target_head`` / ``target_tie`` fit the
+        head on the target's out-of-fold rows (:mod:`models.target`). With
+        one family it changes nothing.
+    target_other_weight : float, default=1.0
+        Factor on the weight of every non-target row (> 0).
+    target_head : bool, default=True
+        Fit the stacker and the temperature on the target's out-of-fold rows
+        only (with a target).
+    target_tie : bool, default=True
+        Refit P(tie) on the target's out-of-fold rows
+        (:class:`models.target.TargetTieHead`; with a target).
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -236,6 +252,10 @@ class PreferenceModel(BaseEstimator):
         ],
         "anchor": [bool],
         "tie_head": [Options(TIE_HEADS)],
+        "target": [str, None],
+        "target_other_weight": [Interval(Real, 0, None, closed="neither")],
+        "target_head": [bool],
+        "target_tie": [bool],
         "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
         "engine": [Options(ENGINES)],
         "scheduler": [Predicate(is_scheduler, SCHEDULER_FORMS), None],
@@ -261,6 +281,10 @@ class PreferenceModel(BaseEstimator):
         source_weights: str | dict[str, float] | None = None,
         anchor: bool = False,
         tie_head: str = "model",
+        target: str | None = None,
+        target_other_weight: float = 1.0,
+        target_head: bool = True,
+        target_tie: bool = True,
         n_jobs: int | None = None,
         engine: str = "local",
         scheduler: str | None = None,
@@ -282,6 +306,10 @@ class PreferenceModel(BaseEstimator):
         self.source_weights = source_weights
         self.anchor = anchor
         self.tie_head = tie_head
+        self.target = target
+        self.target_other_weight = target_other_weight
+        self.target_head = target_head
+        self.target_tie = target_tie
         self.n_jobs = n_jobs
         self.engine = engine
         self.scheduler = scheduler
@@ -299,6 +327,9 @@ class PreferenceModel(BaseEstimator):
             seed=self.seed,
             anchor=self.anchor,
             swap_augment=self.swap_augment,
+            target=self.target,
+            target_other_weight=self.target_other_weight,
+            target_head=self.target_head,
         )
 
     def _prepare(self, battles: Any) -> pd.DataFrame:
@@ -362,6 +393,7 @@ class PreferenceModel(BaseEstimator):
         self.feature_names_out_ = list(features.columns)
         self._swap_order, self._swap_sign = swap_permutation(features.columns)
         self.folds_ = rows.folds
+        is_target = rows.is_target
         self.tie_head_ = self.tie_head
         if self.tie_head == "auto":
             self.tie_head_ = "constant" if rows.holds_out_sources else "model"
@@ -392,7 +424,7 @@ class PreferenceModel(BaseEstimator):
                 )
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
-        self._fit_head(booster_oof, labels, rows.head_weight)
+        self._fit_head(booster_oof, labels, rows.head_weight, is_target)
         # Black-box shift estimation reads how the boosters' P(tie) behaved,
         # which a constant tie head keeps (it only replaces what is returned).
         boosters_oof = (
@@ -402,6 +434,14 @@ class PreferenceModel(BaseEstimator):
         )
         self.tie_confusion_ = tie_confusion(boosters_oof, labels, weight)
         self._choose_rules(table, labels)
+        if is_target is not None:
+            self.metrics_["target"] = {
+                "family": self.target,
+                "n_rows": int(is_target.sum()),
+                "oof_log_loss": multiclass_log_loss(
+                    labels[is_target], self.oof_proba_[is_target]
+                ),
+            }
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
         return self
@@ -426,7 +466,11 @@ class PreferenceModel(BaseEstimator):
         return (result.oof + _mirror(swapped)) / 2
 
     def _fit_head(
-        self, booster_oof: list[NDArray], labels: NDArray, weight: NDArray | None
+        self,
+        booster_oof: list[NDArray],
+        labels: NDArray,
+        weight: NDArray | None,
+        is_target: NDArray[np.bool_] | None = None,
     ) -> None:
         self.stacker_ = BoosterStacker(method=self.stack_method).fit(
             booster_oof, labels, sample_weight=weight
@@ -436,6 +480,11 @@ class PreferenceModel(BaseEstimator):
         if self.calibrate:
             self.scaler_ = TemperatureScaler(per_class_bias=self.per_class_bias)
             self.scaler_.fit(clipped_log(stacked), labels, sample_weight=weight)
+        self.target_tie_ = None
+        if is_target is not None and self.target_tie:
+            self.target_tie_ = TargetTieHead().fit(
+                self._head(booster_oof)[is_target], labels[is_target]
+            )
         self.oof_proba_ = self._head(booster_oof)
         self.metrics_ = {
             "n_rows": int(len(labels)),
@@ -496,6 +545,9 @@ class PreferenceModel(BaseEstimator):
         proba = proba / proba.sum(axis=1, keepdims=True)
         if self.tie_head_ == "constant" and not boosters_tie:
             proba = constant_tie_share(proba, float(self.train_prior_[TIE]))
+        target_tie = getattr(self, "target_tie_", None)
+        if target_tie is not None and not boosters_tie:
+            proba = target_tie.transform(proba)
         return proba
 
     # -------------------------------------------------------------- predict
@@ -761,6 +813,9 @@ class PreferenceModel(BaseEstimator):
             "anchor": None if self.anchor_ is None else self.anchor_.to_dict(),
             "tie_head": self.tie_head_,
             "tie_confusion": np.asarray(self.tie_confusion_).tolist(),
+            "target_tie": None
+            if getattr(self, "target_tie_", None) is None
+            else self.target_tie_.to_dict(),
         }
         return write_model_dir(directory, fill, meta)
 
@@ -803,6 +858,10 @@ class PreferenceModel(BaseEstimator):
             model.tie_head_ = meta.get("tie_head", "model")
             confusion = meta.get("tie_confusion")
             model.tie_confusion_ = None if confusion is None else np.asarray(confusion)
+            target_tie = meta.get("target_tie")
+            model.target_tie_ = (
+                None if target_tie is None else TargetTieHead.from_dict(target_tie)
+            )
             model.classes_ = np.asarray(meta["classes"])
             model.n_features_in_ = len(model.feature_names_out_)
             best_iterations = {

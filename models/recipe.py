@@ -53,6 +53,7 @@ from models.sources import (
     source_folds,
     training_folds,
 )
+from models.target import target_rows, target_weights
 
 __all__ = [
     "SwapCopies",
@@ -185,6 +186,11 @@ class TrainingRows:
         Fold of each row.
     group_by : {"prompt", "source"}
         What the recipe's folds keep together (``group_by`` resolved).
+    is_target : ndarray of bool of shape (n_rows,) or None
+        Rows of the recipe's ``target`` family; None without a target, or
+        when every row is the target's (nothing then changes).
+    target_head : bool
+        Whether the head fits on the target's rows alone.
     """
 
     table: pd.DataFrame
@@ -192,6 +198,8 @@ class TrainingRows:
     weight: NDArray[np.float64] | None
     folds: NDArray[np.int64]
     group_by: str
+    is_target: NDArray[np.bool_] | None = None
+    target_head: bool = True
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -219,8 +227,12 @@ class TrainingRows:
 
         The row weights when the folds hold out whole sources (the
         out-of-fold predictions then stand for new sources, each alike);
-        otherwise 1 per row, 0 for an excluded source.
+        otherwise 1 per row, 0 for an excluded source. With a target (and
+        ``target_head``): 1 on the target's rows, 0 elsewhere, so the head
+        fits the target's voters.
         """
+        if self.is_target is not None and self.target_head:
+            return self.is_target.astype(np.float64)
         if self.weight is None or self.holds_out_sources:
             return self.weight
         return (self.weight > 0).astype(np.float64)
@@ -262,6 +274,14 @@ class TrainingRecipe:
         Fit a :class:`~models.anchor.StyleAnchor` that the boosters start from.
     swap_augment : bool, default=False
         Train on the A/B-swapped copies of the training rows too.
+    target : str or None, default=None
+        Source family the model predicts for (:mod:`models.target`): the
+        other families' weights are multiplied by ``target_other_weight`` and
+        "auto" folds group by prompt. With one family it changes nothing.
+    target_other_weight : float, default=1.0
+        Factor on the weight of every non-target row.
+    target_head : bool, default=True
+        Fit the stacker and the temperature on the target's rows alone.
     """
 
     max_chars: int | None = 50_000
@@ -271,10 +291,37 @@ class TrainingRecipe:
     seed: int = 0
     anchor: bool = False
     swap_augment: bool = False
+    target: str | None = None
+    target_other_weight: float = 1.0
+    target_head: bool = True
+
+    def target_rows(self, table: pd.DataFrame) -> NDArray[np.bool_] | None:
+        """The target's rows; None without a target or when every row is one.
+
+        Raises
+        ------
+        InvalidParameterError
+            The target has no labelled battles here (the message lists the
+            families there are).
+        """
+        if self.target is None:
+            return None
+        is_target = target_rows(table, self.target)
+        return None if is_target.all() else is_target
 
     def row_weights(self, table: pd.DataFrame) -> NDArray[np.float64] | None:
         """Weight of each battle (mean 1), or None: every battle weighs 1."""
-        return row_weights(table, self.source_weights)
+        weight = row_weights(table, self.source_weights)
+        is_target = self.target_rows(table)
+        if is_target is None:
+            return weight
+        return target_weights(is_target, weight, self.target_other_weight)
+
+    def _group_by(self, table: pd.DataFrame) -> str:
+        # With a target, "auto" folds spread the target's rows over every fold.
+        if self.group_by == "auto" and self.target_rows(table) is not None:
+            return "prompt"
+        return self.group_by
 
     def rows(
         self,
@@ -309,18 +356,24 @@ class TrainingRecipe:
         table = battle_table(battles, self.max_chars)
         labels = _labels(table, y)
         weight = self.row_weights(table)
+        group_by = self._group_by(table)
         if folds is None:
             folds = training_folds(
                 table,
                 labels,
-                group_by=self.group_by,
+                group_by=group_by,
                 n_folds=self.n_folds,
                 seed=self.seed,
                 weight=weight,
             )
-        group_by = resolve_group_by(table, self.group_by, weight)
         return TrainingRows(
-            table, labels, weight, _checked_folds(folds, len(table)), group_by
+            table,
+            labels,
+            weight,
+            _checked_folds(folds, len(table)),
+            resolve_group_by(table, group_by, weight),
+            self.target_rows(table),
+            self.target_head,
         )
 
     def fit_anchor(

@@ -74,6 +74,10 @@ class TrainingConfig:
     source_weights: str | dict[str, float] | None = None
     anchor: bool = False
     tie_head: str = "model"
+    target: str | None = None
+    target_other_weight: float = 1.0
+    target_head: bool = True
+    target_tie: bool = True
     engine: str = "local"
     scheduler: str | None = None
     compare_swap_augment: bool = True

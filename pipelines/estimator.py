@@ -69,6 +69,10 @@ _MODEL_KEYS: dict[str, str] = {
     "source_weights": "training.source_weights",
     "anchor": "training.anchor",
     "tie_head": "training.tie_head",
+    "target": "training.target",
+    "target_other_weight": "training.target_other_weight",
+    "target_head": "training.target_head",
+    "target_tie": "training.target_tie",
     "engine": "training.engine",
     "scheduler": "training.scheduler",
 }

@@ -184,6 +184,43 @@ def build_report(
     }
 
 
+def _target_markdown(target: dict[str, Any]) -> list[str]:
+    """The target section: the flattering out-of-fold score and the held-out one."""
+    rows = [
+        (
+            "out-of-fold (rounds, stacker, temperature and tie head chosen on these "
+            "same folds: flatters on a small target)",
+            target["out_of_fold"],
+        )
+    ]
+    if target.get("held_out"):
+        rows.append(
+            (
+                f"held out ({target['held_out']['n_folds']} folds of the target, each "
+                "predicted by a model fitted without it: expect this on new battles "
+                "of these voters)",
+                target["held_out"],
+            )
+        )
+    lines = [
+        f"## Target `{target['family']}` ({target['n_rows']:,} battles)",
+        "",
+        "| estimate | log loss | decisive AUC | decisive accuracy |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, scores in rows:
+        lines.append(
+            f"| {name} | {scores['log_loss']:.4f} | {scores['decisive_auc']:.3f} | "
+            f"{scores['decisive_accuracy']:.3f} |"
+        )
+    if not target.get("held_out"):
+        lines += [
+            "",
+            "No held-out estimate: pass --target-estimate-folds 5 to train_gbdt.",
+        ]
+    return lines
+
+
 def write_report(
     report: dict[str, Any], directory: Path, title: str
 ) -> dict[str, Path]:
@@ -224,6 +261,8 @@ def write_report(
         "",
         _markdown_table(pd.DataFrame(report["per_source"])),
     ]
+    if report.get("target"):
+        lines += ["", *_target_markdown(report["target"])]
     if report.get("transfer"):
         from pipelines.transfer_report import transfer_markdown
 

@@ -27,12 +27,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from sklearn.base import clone
 
 from features.store import FeatureStore
 from models import PreferenceModel
+from models.metrics import multiclass_log_loss
 from models.recipe import TrainingRows
+from models.target import held_out_target_proba, target_rows
+from models.transfer import decisive_auc
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.estimator import (
     check_tuning_plan,
@@ -81,12 +86,30 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="model directory to write (default: training.out, artifacts/model)",
     )
+    parser.add_argument(
+        "--target",
+        default=None,
+        metavar="FAMILY",
+        help="source family the model predicts for, e.g. kaggle-lmsys (default: "
+        "training.target of the config; the same as --set training.target=FAMILY)",
+    )
+    parser.add_argument(
+        "--target-estimate-folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with a target: also fit K more models, each without one prompt-grouped "
+        "fold of the target's rows, for a held-out estimate on new battles of the "
+        "target's voters (0: none; K+1 fits in all)",
+    )
     add_transfer_report_arguments(parser)
     return parser
 
 
 def _main(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.target is not None:
+        args.overrides = [*args.overrides, f"training.target={args.target}"]
     config, battles, data_path = load_inputs(args, labelled=True)
     n_trials = config.tuning.n_trials if args.trials is None else args.trials
     check_tuning_plan(config, n_trials, args.storage)  # before any feature is built
@@ -126,6 +149,9 @@ def _main(args: argparse.Namespace) -> int:
             store=store,
             verbose=verbose,
         ),
+        "target": _target_report(
+            model, data.table, store, args.target_estimate_folds, config.seed
+        ),
         "seconds": round(time.perf_counter() - started, 1),
     }
     report = build_report(
@@ -139,6 +165,46 @@ def _main(args: argparse.Namespace) -> int:
         f"model: {out}; report: {out / 'report' / 'report.md'}"
     )
     return 0
+
+
+def _target_scores(labels: NDArray[np.int64], proba: NDArray) -> dict[str, float]:
+    decisive = labels < 2
+    picked_a = proba[decisive, 0] > proba[decisive, 1]
+    return {
+        "log_loss": multiclass_log_loss(labels, proba),
+        "decisive_auc": decisive_auc(labels, proba),
+        "decisive_accuracy": float(np.mean(picked_a == (labels[decisive] == 0))),
+    }
+
+
+def _target_report(
+    model: PreferenceModel,
+    table: pd.DataFrame,
+    store: FeatureStore,
+    estimate_folds: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    """The target's out-of-fold scores and, when asked, the held-out estimate."""
+    if model.target is None:
+        return None
+    table = table.reset_index(drop=True)
+    labels = table["label"].to_numpy(dtype=np.int64)
+    is_target = target_rows(table, model.target)
+    report: dict[str, Any] = {
+        "family": model.target,
+        "n_rows": int(is_target.sum()),
+        "out_of_fold": _target_scores(labels[is_target], model.oof_proba_[is_target]),
+        "held_out": None,
+    }
+    if estimate_folds > 1:
+        proba = held_out_target_proba(
+            model, table, n_folds=estimate_folds, seed=seed, store=store
+        )
+        report["held_out"] = {
+            "n_folds": estimate_folds,
+            **_target_scores(labels[is_target], proba[is_target]),
+        }
+    return report
 
 
 def _with_best_params(

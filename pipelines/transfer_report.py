@@ -252,8 +252,10 @@ def transfer_report(
             store, dict(config.features.blocks), table, subsets, config.data.max_chars
         )
     fit_predict = model_fit_predict(
+        # Held-out families are sources never seen: no target (it may be the
+        # family held out).
         lambda: model_from_config(
-            config, booster_params=booster_params, n_folds=n_folds
+            config, booster_params=booster_params, n_folds=n_folds, target=None
         ),
         fit_params={"store": store},
     )
