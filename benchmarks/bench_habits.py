@@ -264,7 +264,7 @@ def kind_outcomes(battles: pd.DataFrame, name: str) -> pd.DataFrame:
     ``hard_refusal``): the battles where exactly one answer has the flag, and
     the shares where that answer won, tied or lost.
     """
-    frame = FlagsBlock().transform(battles).to_frame()
+    frame = FlagsBlock(refusal_kinds=True).transform(battles).to_frame()
     labels = battles["label"].to_numpy()
     rows = []
     for kind in ("refusal", "refusal_ethics", "refusal_capability", "hard_refusal"):

@@ -349,7 +349,7 @@ class FlagsBlock(FeatureBlock):
     near_identical_threshold : float, default=0.9
         Char 3-gram Jaccard from which two answers are near-identical, in
         (0, 1].
-    refusal_kinds : bool, default=True
+    refusal_kinds : bool, default=False
         Also emit the refusal kinds of
         :func:`features.blocks.refusal_kinds.refusal_kinds`:
         ``flag_refusal_ethics`` (an ethics/safety refusal),
@@ -357,7 +357,9 @@ class FlagsBlock(FeatureBlock):
         real-time data, knowledge cutoff, images) and ``flag_hard_refusal``
         (an answer that only refuses), per side with ``d_`` differences and
         ``s_flag_both_<kind>`` / ``s_flag_any_<kind>``. Arena voters punish
-        ethics refusals far more than capability disclaimers.
+        ethics refusals far more than capability disclaimers, but on the
+        Kaggle rows the columns did not lower the log loss (docs/habits.md),
+        so they are opt-in.
     hard_refusal_words : int, default=50
         Most words of the last turn for ``flag_hard_refusal``, >= 0.
 
@@ -396,7 +398,7 @@ class FlagsBlock(FeatureBlock):
         refusal_window: int = 300,
         max_chars: int = 3000,
         near_identical_threshold: float = 0.9,
-        refusal_kinds: bool = True,
+        refusal_kinds: bool = False,
         hard_refusal_words: int = 50,
     ) -> None:
         self.refusal_window = refusal_window

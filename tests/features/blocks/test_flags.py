@@ -98,7 +98,9 @@ def test_flags_block_names_missing_columns(hand_battles):
 def test_flags_columns_are_side_tagged_float32_and_finite(hand_battles):
     matrix = FlagsBlock().transform(hand_battles)
     assert matrix.values.dtype == np.float32
-    assert matrix.values.shape == (len(hand_battles), 57 + 15)  # 15: the refusal kinds
+    assert matrix.values.shape == (len(hand_battles), 57)
+    with_kinds = FlagsBlock(refusal_kinds=True).transform(hand_battles)
+    assert with_kinds.values.shape == (len(hand_battles), 57 + 15)  # the kinds
     assert np.isfinite(matrix.values).all()
     for name in ("refusal", "empty", "truncated", "script_mismatch"):
         assert {f"a_flag_{name}", f"b_flag_{name}", f"d_flag_{name}"} <= set(

@@ -30,7 +30,7 @@ def _battles(answers_a, answers_b, prompt="Tell me") -> pd.DataFrame:
 
 def _kinds(text: str) -> tuple[bool, bool, bool]:
     """(ethics, capability, hard) as the flags block computes them for side A."""
-    frame = FlagsBlock().transform(_battles([text], ["Fine."])).to_frame()
+    frame = FlagsBlock(refusal_kinds=True).transform(_battles([text], ["Fine."])).to_frame()
     return tuple(bool(frame[f"a_flag_{name}"].iloc[0]) for name in KIND_COLUMNS)
 
 
@@ -128,7 +128,7 @@ def test_kind_columns_come_per_side_with_differences_and_pairs():
         [ETHICS_REFUSALS["en"], CAPABILITY_DISCLAIMERS["browse"]],
         [CAPABILITY_DISCLAIMERS["cutoff"], ETHICS_REFUSALS["zh"]],
     )
-    frame = FlagsBlock().transform(battles).to_frame()
+    frame = FlagsBlock(refusal_kinds=True).transform(battles).to_frame()
     np.testing.assert_array_equal(frame["a_flag_refusal_ethics"], [1, 0])
     np.testing.assert_array_equal(frame["d_flag_refusal_ethics"], [1, -1])
     np.testing.assert_array_equal(frame["d_flag_refusal_capability"], [-1, 1])
@@ -140,12 +140,12 @@ def test_kind_columns_come_per_side_with_differences_and_pairs():
 def test_kinds_are_swap_consistent(swap_check):
     texts = [*ETHICS_REFUSALS.values(), *CAPABILITY_DISCLAIMERS.values()]
     battles = _battles(texts, texts[::-1])
-    swap_check(FlagsBlock().fit(battles), battles)
+    swap_check(FlagsBlock(refusal_kinds=True).fit(battles), battles)
 
 
 def test_refusal_kinds_false_leaves_the_kind_columns_out():
     battles = _battles([ETHICS_REFUSALS["en"]], ["Fine."])
-    with_kinds = FlagsBlock().transform(battles).columns
+    with_kinds = FlagsBlock(refusal_kinds=True).transform(battles).columns
     without = FlagsBlock(refusal_kinds=False).transform(battles).columns
     extra = set(with_kinds) - set(without)
     assert len(extra) == 3 * 3 + 3 * 2
@@ -186,7 +186,7 @@ def test_on_kaggle_ethics_refusals_lose_more_than_capability_disclaimers():
     if not KAGGLE.exists():
         pytest.skip(f"Kaggle corpus rows not found at {KAGGLE}")
     battles = read_battles(KAGGLE)
-    frame = FlagsBlock().transform(battles).to_frame()
+    frame = FlagsBlock(refusal_kinds=True).transform(battles).to_frame()
     labels = battles["label"].to_numpy()
 
     def refuser_win_rate(kind: str) -> float:
