@@ -30,7 +30,8 @@ def _battles(answers_a, answers_b, prompt="Tell me") -> pd.DataFrame:
 
 def _kinds(text: str) -> tuple[bool, bool, bool]:
     """(ethics, capability, hard) as the flags block computes them for side A."""
-    frame = FlagsBlock(refusal_kinds=True).transform(_battles([text], ["Fine."])).to_frame()
+    block = FlagsBlock(refusal_kinds=True)
+    frame = block.transform(_battles([text], ["Fine."])).to_frame()
     return tuple(bool(frame[f"a_flag_{name}"].iloc[0]) for name in KIND_COLUMNS)
 
 
