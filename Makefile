@@ -24,6 +24,14 @@ CORPUS_FILES = $(sort $(wildcard $(SHARED)/data/corpus/*.csv))
 
 .PHONY: setup demo test lint bench clean arena-model
 
+# Joins CSV files by column name (a column one file lacks is left empty), text kept as written.
+define JOIN_CSVS
+import sys, pandas as pd
+frames = [pd.read_csv(f, dtype=str, keep_default_na=False) for f in sys.argv[2:]]
+pd.concat(frames, ignore_index=True).fillna("").to_csv(sys.argv[1], index=False)
+endef
+export JOIN_CSVS
+
 setup: $(VENV)/.installed
 
 # torch first: the pinned version is a CPU build; any other spec pulls CUDA packages.
@@ -48,12 +56,12 @@ demo: setup $(if $(DATA),,$(DEMO_DATA) $(DEMO_TEST))
 	$(PY) -m pipelines.predict --config $(CONFIG) --model $(MODEL_DIR) --data $(PREDICT_DATA) --out $(PREDICTIONS)
 
 # The model users get: every corpus file in training, predicting for the Kaggle
-# arena voters (training.target; docs/target.md). The files share one header,
-# so they are joined under artifacts/ (never committed) without parsing them.
+# arena voters (training.target; docs/target.md). The files are joined by column
+# name under artifacts/ (never committed), their text kept as written.
 arena-model: setup
 	@test -n "$(CORPUS_FILES)" || { echo "no $(SHARED)/data/corpus/*.csv; set SHARED=path/to/shared" >&2; exit 2; }
 	mkdir -p $(dir $(ARENA_DATA))
-	{ head -n 1 $(firstword $(CORPUS_FILES)); for f in $(CORPUS_FILES); do tail -n +2 "$$f"; done; } > $(ARENA_DATA)
+	$(PY) -c "$$JOIN_CSVS" $(ARENA_DATA) $(CORPUS_FILES)
 	$(PY) -m pipelines.train_gbdt --config $(CONFIG) --data $(ARENA_DATA) --target $(TARGET) --trials $(ARENA_TRIALS) --out $(OUT) $(ARENA_FLAGS)
 
 test: setup
