@@ -572,14 +572,16 @@ def relative(path: Path | str) -> str:
     >>> relative(REPO_ROOT.parent / "shared" / "data" / "corpus" / "train.csv")
     '../shared/data/corpus/train.csv'
     """
-    resolved = Path(path).resolve()
-    for prefix, shown in _path_prefixes():
-        folder = Path(prefix)
-        if resolved == folder or folder in resolved.parents:
-            rest = resolved.relative_to(folder)
-            if shown == ".":
-                return str(rest)
-            return shown if str(rest) == "." else f"{shown}/{rest}"
+    # As written first (a shared/ folder beside the repository may be a link),
+    # then with links resolved (the repository reached through one).
+    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):
+        for prefix, shown in _path_prefixes():
+            folder = Path(prefix)
+            if candidate == folder or folder in candidate.parents:
+                rest = candidate.relative_to(folder)
+                if shown == ".":
+                    return str(rest)
+                return shown if str(rest) == "." else f"{shown}/{rest}"
     return str(path)
 
 

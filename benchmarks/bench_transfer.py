@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shlex
 import sys
@@ -321,7 +322,7 @@ def _command(options: BenchOptions, profile: str) -> str:
     argv = ["python", "-m", "benchmarks.bench_transfer"]
     if options.quick:
         argv.append("--quick")
-    argv += ["--corpus", str(Path(options.corpus).resolve())]
+    argv += ["--corpus", os.path.abspath(options.corpus)]
     if options.n_rows is not None:
         argv += ["--n-rows", str(options.n_rows)]
     if options.seed:
@@ -329,7 +330,7 @@ def _command(options: BenchOptions, profile: str) -> str:
     argv += ["--profiles", profile, "--transfer-folds", str(options.transfer_folds)]
     if options.transfer_external:
         for path in options.transfer_external:
-            argv += ["--transfer-external", str(Path(path).resolve())]
+            argv += ["--transfer-external", os.path.abspath(path)]
     else:
         argv.append("--no-transfer-external")
     if options.transfer_holdout is not None:
