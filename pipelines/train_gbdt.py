@@ -164,7 +164,24 @@ def _main(args: argparse.Namespace) -> int:
         f"{report['class_prior']:.4f}, length-only {report['length_logreg']:.4f}); "
         f"model: {out}; report: {out / 'report' / 'report.md'}"
     )
+    if report.get("target"):
+        print(_target_summary(report["target"]))
     return 0
+
+
+def _target_summary(target: dict[str, Any]) -> str:
+    """One line on the target's rows: the numbers that matter for its voters."""
+    line = (
+        f"target {target['family']} ({target['n_rows']:,} battles): out-of-fold "
+        f"log loss {target['out_of_fold']['log_loss']:.4f}"
+    )
+    held_out = target.get("held_out")
+    if held_out:
+        line += (
+            f", held out {held_out['log_loss']:.4f} (the estimate for new battles "
+            f"of these voters; decisive accuracy {held_out['decisive_accuracy']:.3f})"
+        )
+    return line
 
 
 def _target_scores(labels: NDArray[np.int64], proba: NDArray) -> dict[str, float]:

@@ -50,11 +50,13 @@ def _train(profile: Path, data: Path, out: Path, *options: str) -> int:
 
 
 def test_target_report_holds_the_out_of_fold_and_the_held_out_estimate(
-    profile, battles_file, tmp_path
+    profile, battles_file, tmp_path, capsys
 ):
     out = tmp_path / "model"
     options = ("--target", "synthetic-code", "--target-estimate-folds", "3")
     assert _train(profile, battles_file, out, *options) == 0
+    printed = capsys.readouterr().out
+    assert "target synthetic-code (" in printed and ", held out " in printed
     report = json.loads((out / "report" / "report.json").read_text())
     target = report["target"]
     assert target["family"] == "synthetic-code" and target["n_rows"] > 0
@@ -63,6 +65,8 @@ def test_target_report_holds_the_out_of_fold_and_the_held_out_estimate(
         assert 0 < scores["log_loss"] < 2 and 0 <= scores["decisive_accuracy"] <= 1
     text = (out / "report" / "report.md").read_text()
     assert "## Target `synthetic-code`" in text and "held out (3 folds" in text
+    held_out = f"held out {target['held_out']['log_loss']:.4f}"
+    assert held_out in printed  # the console line quotes the report's number
 
 
 def test_unknown_target_on_the_command_line_names_the_families(
