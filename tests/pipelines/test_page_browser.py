@@ -108,6 +108,22 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def _open(driver, server, *, key: str | None = KEY) -> None:
+    """The page as a tab that holds ``key`` (None: no key yet), whatever ran before.
+
+    The tab keeps its key in sessionStorage, so without this a test would see
+    what the test before it left: the suite runs in any order.
+    """
+    driver.get(f"{server.url}/")
+    if key is None:
+        driver.execute_script("sessionStorage.clear()")
+    else:
+        driver.execute_script(
+            "sessionStorage.setItem('arena-preference.api-key', arguments[0])", key
+        )
+    driver.get(f"{server.url}/")
+
+
 def _wait(driver, condition, timeout: float = 30.0):
     return WebDriverWait(driver, timeout).until(condition)
 
@@ -128,7 +144,7 @@ def _console_errors(driver) -> list[str]:
 def test_page_asks_for_the_key_then_predicts_what_the_api_predicts(
     server, browser, tmp_path
 ):
-    browser.get(f"{server.url}/")
+    _open(browser, server, key=None)
     # Keys are on: the model's identity needs one, so the page asks for it.
     key_field = _wait(browser, ec.visibility_of_element_located((By.ID, "api-key")))
     _wait(browser, ec.text_to_be_present_in_element((By.ID, "status"), "key"))
@@ -211,7 +227,7 @@ def test_page_asks_for_the_key_then_predicts_what_the_api_predicts(
 
 
 def test_an_example_battle_predicts_with_the_button(server, browser):
-    browser.get(f"{server.url}/")  # the key is back from sessionStorage
+    _open(browser, server)  # the key comes back from sessionStorage
     Select(browser.find_element(By.ID, "example")).select_by_index(1)
     assert browser.find_element(By.ID, "prompt").get_attribute("value")
     browser.find_element(By.ID, "predict").click()
@@ -221,7 +237,7 @@ def test_an_example_battle_predicts_with_the_button(server, browser):
 
 
 def test_a_wrong_key_shows_the_servers_message(server, browser):
-    browser.get(f"{server.url}/")
+    _open(browser, server)
     key_field = _wait(browser, ec.visibility_of_element_located((By.ID, "api-key")))
     key_field.clear()
     key_field.send_keys("not-the-key")
@@ -235,7 +251,7 @@ def test_a_wrong_key_shows_the_servers_message(server, browser):
 
 
 def test_every_field_has_a_label_and_results_are_announced(server, browser):
-    browser.get(f"{server.url}/")
+    _open(browser, server)
     for field in browser.find_elements(By.CSS_SELECTOR, "input, textarea, select"):
         labels = browser.find_elements(
             By.CSS_SELECTOR, f"label[for='{field.get_attribute('id')}']"
@@ -262,7 +278,7 @@ def test_every_field_has_a_label_and_results_are_announced(server, browser):
 def test_narrow_screen_stacks_the_answers_without_sideways_scrolling(server, browser):
     browser.set_window_size(380, 900)
     try:
-        browser.get(f"{server.url}/")
+        _open(browser, server)
         a = browser.find_element(By.ID, "response-a").rect
         b = browser.find_element(By.ID, "response-b").rect
         assert b["y"] >= a["y"] + a["height"]  # one above the other
@@ -276,7 +292,7 @@ def test_narrow_screen_stacks_the_answers_without_sideways_scrolling(server, bro
 
 def test_the_page_tolerates_a_missing_or_old_explanation(server, browser):
     """The page's renderer with both explanation shapes and none at all."""
-    browser.get(f"{server.url}/")
+    _open(browser, server)
     # The page exposes nothing globally; render through a stubbed fetch instead.
     cases = {
         "new": [
