@@ -21,14 +21,15 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from features.blocks._phrases import compile_phrases
 from features.blocks.base import FeatureBlock, FeatureMatrix
 from features.blocks.refusal_kinds import refusal_kinds
 from features.blocks.similarity import (
@@ -111,41 +112,9 @@ def refusal_phrases() -> dict[str, tuple[str, ...]]:
     }
 
 
-def _needs_boundary(char: str) -> bool:
-    # Spaced scripts match whole words only ("as an ai" must not hit "as an aid");
-    # CJK, kana, Hangul and Arabic phrases attach to their neighbours.
-    if not char.isalnum():
-        return False
-    if char.isascii():
-        return True
-    return unicodedata.name(char, "").split(" ")[0] in ("LATIN", "CYRILLIC", "GREEK")
-
-
-def _trie_pattern(phrases: Iterable[str]) -> str:
-    trie: dict[str, Any] = {}
-    for phrase in phrases:
-        node = trie
-        for char in phrase:
-            node = node.setdefault(char, {})
-        node[""] = r"(?!\w)" if _needs_boundary(phrase[-1]) else ""
-
-    def build(node: dict[str, Any]) -> str:
-        options = [
-            re.escape(c) + build(child) for c, child in sorted(node.items()) if c
-        ]
-        if "" in node:  # tried last, so the longest phrase wins
-            options.append(node[""])
-        return options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")"
-
-    return build(trie) if trie else "(?!)"
-
-
 @functools.cache
 def _refusal_regex() -> re.Pattern[str]:
-    phrases = sorted({p for group in refusal_phrases().values() for p in group if p})
-    bounded = [p for p in phrases if _needs_boundary(p[0])]
-    free = [p for p in phrases if not _needs_boundary(p[0])]
-    return re.compile(rf"(?<!\w){_trie_pattern(bounded)}|{_trie_pattern(free)}")
+    return compile_phrases(p for group in refusal_phrases().values() for p in group)
 
 
 def count_refusal_phrases(

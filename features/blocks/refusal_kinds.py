@@ -19,10 +19,9 @@ import functools
 import importlib.resources
 import json
 import re
-import unicodedata
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
+from features.blocks._phrases import compile_phrases
 from features.text import find_words
 
 __all__ = ["KINDS_RESOURCE", "RefusalKinds", "kind_phrases", "refusal_kinds"]
@@ -82,50 +81,10 @@ def kind_phrases() -> dict[str, dict[str, tuple[str, ...]]]:
     }
 
 
-def _spaced(char: str) -> bool:
-    # Latin, Cyrillic and Greek words need boundaries ("harm" must not hit
-    # "charm"); CJK phrases attach to their neighbours.
-    if not char.isalnum():
-        return False
-    if char.isascii():
-        return True
-    return unicodedata.name(char, "").split(" ")[0] in ("LATIN", "CYRILLIC", "GREEK")
-
-
-def _trie_pattern(phrases: Iterable[str]) -> str:
-    # One trie-shaped alternation: ``re`` tries each start position once
-    # instead of once per phrase. A phrase ending in "*" is a stem.
-    trie: dict[str, Any] = {}
-    for phrase in phrases:
-        stem = phrase.endswith("*")
-        phrase = phrase.rstrip("*")
-        node = trie
-        for char in phrase:
-            node = node.setdefault(char, {})
-        node[""] = r"(?!\w)" if _spaced(phrase[-1]) and not stem else ""
-
-    def build(node: dict[str, Any]) -> str:
-        options = [
-            re.escape(c) + build(child) for c, child in sorted(node.items()) if c
-        ]
-        if "" in node:  # tried last, so the longest phrase wins
-            options.append(node[""])
-        return options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")"
-
-    return build(trie) if trie else "(?!)"
-
-
-def _compile(phrases: Iterable[str]) -> re.Pattern[str]:
-    phrases = sorted({p for p in phrases if p.rstrip("*")})
-    bounded = [p for p in phrases if _spaced(p[0])]
-    free = [p for p in phrases if not _spaced(p[0])]
-    return re.compile(rf"(?<!\w){_trie_pattern(bounded)}|{_trie_pattern(free)}")
-
-
 @functools.cache
 def _regexes() -> dict[str, re.Pattern[str]]:
     return {
-        name: _compile(p for group in languages.values() for p in group)
+        name: compile_phrases(p for group in languages.values() for p in group)
         for name, languages in kind_phrases().items()
     }
 
