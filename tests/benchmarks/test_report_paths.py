@@ -5,11 +5,27 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from benchmarks._report import REPO_ROOT, machine_info, portable_paths, relative
 from benchmarks.run import render
 
 CORPUS = REPO_ROOT.parent / "shared" / "data" / "corpus" / "train.csv"
-TMP = Path(tempfile.gettempdir()).resolve()
+SYSTEM_TMP = TMP = Path(tempfile.gettempdir()).resolve()
+
+
+@pytest.fixture(autouse=True)
+def temporary_folder_of_its_own(tmp_path, monkeypatch):
+    """The temporary folder, deeper than the folder that holds the repository.
+
+    A clone made with ``git clone . "$(mktemp -d)"`` lies directly in the
+    system's temporary folder; there every scratch path is also "beside the
+    repository" and reads ``../``. The rule under test is for a temporary
+    folder apart from the repository, so each test gets one.
+    """
+    global TMP
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    TMP = tmp_path.resolve()
 
 
 def test_paths_inside_and_beside_the_repository_are_relative_to_its_root():
@@ -38,8 +54,8 @@ def test_portable_paths_rewrites_every_machine_folder_in_a_text():
 
 
 def test_portable_paths_leaves_relative_paths_that_contain_a_folder_name():
-    name = TMP.name
-    text = f"artifacts/{name}/x and {TMP}files"
+    name = SYSTEM_TMP.name
+    text = f"artifacts/{name}/x and {SYSTEM_TMP}files"
     assert portable_paths(text) == text
 
 
