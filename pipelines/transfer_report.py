@@ -133,6 +133,9 @@ def seed_stateless_blocks(
     max_chars : int or None
         The model's ``max_chars``.
 
+    Blocks with a per-text cache (embeddings) are left out: a subset reads
+    its texts from that cache.
+
     Returns
     -------
     list of str
@@ -142,6 +145,10 @@ def seed_stateless_blocks(
     for name, params in blocks.items():
         block = make_block(name, params)
         if block.stateful or not subsets:
+            continue
+        if getattr(block, "uses_text_cache", False):
+            # Its per-text cache already serves any subset of the texts seen;
+            # probing it would load the encoder for three battles.
             continue
         whole = FeaturePipeline({name: params}, store=store).fit_transform(full)
         # One probe per block: its output on a few rows alone must equal the slice.

@@ -113,3 +113,19 @@ def corpus_path() -> Path:
     if not CORPUS.exists():
         pytest.skip(f"real corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_cache_in_a_temporary_folder(tmp_path_factory):
+    """Exported encoders go to a folder of this run, not the user's cache."""
+    import os
+
+    from features.blocks._onnx_cache import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("onnx-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous

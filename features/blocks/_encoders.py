@@ -22,6 +22,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from features.blocks._onnx_cache import cached_onnx, folder_digest
+
 __all__ = [
     "PACKAGED_MODEL",
     "EncoderSpec",
@@ -266,12 +268,26 @@ def _quantize_int8(source: Path, target: Path) -> None:
     )
 
 
+def _onnx_key(model_path: Path, spec: EncoderSpec) -> list[str]:
+    """What an exported encoder depends on: the model's bytes, settings, versions."""
+    import onnxruntime
+    import torch
+
+    return [
+        folder_digest(model_path),
+        str(spec.onnx),
+        f"torch {torch.__version__}",
+        f"onnxruntime {onnxruntime.__version__}",
+    ]
+
+
 class _OnnxSentenceTransformerEncoder:
     """The transformer of a sentence-transformers model run by onnxruntime.
 
-    The transformer is exported once per encoder (to a temporary folder)
-    unless the model folder already holds ``onnx/model.onnx``; ``"int8"``
-    adds dynamic per-channel quantization. Pooling, normalisation and any
+    The transformer is exported once per machine (``_onnx_cache``: keyed by
+    the model's files, the settings and the library versions) unless the model
+    folder already holds ``onnx/model.onnx``; ``"int8"`` adds dynamic
+    per-channel quantization. Pooling, normalisation and any
     dense layers still run through the model's own (cheap) modules.
     """
 
@@ -285,18 +301,28 @@ class _OnnxSentenceTransformerEncoder:
         self._max_length = spec.max_seq_length
         self._post_modules = list(model)[1:]
         self._workdir = tempfile.TemporaryDirectory(prefix="arena-embeddings-onnx-")
-        workdir = Path(self._workdir.name)
-        shipped = Path(resolve_model_path(spec.model)) / "onnx" / "model.onnx"
+        model_path = Path(resolve_model_path(spec.model))
+        shipped = model_path / "onnx" / "model.onnx"
         started = time.perf_counter()
-        if shipped.is_file():
-            fp32_path = shipped
+        if shipped.is_file() and spec.onnx != "int8":
+            path = shipped
         else:
-            fp32_path = workdir / "model.onnx"
-            _export_onnx(transformer.auto_model, self._tokenizer, fp32_path)
-        path = fp32_path
-        if spec.onnx == "int8":
-            path = workdir / "model_int8.onnx"
-            _quantize_int8(fp32_path, path)
+
+            def build(folder: Path) -> str:
+                fp32_path = shipped
+                if not shipped.is_file():
+                    fp32_path = folder / "model.onnx"
+                    _export_onnx(transformer.auto_model, self._tokenizer, fp32_path)
+                if spec.onnx != "int8":
+                    return fp32_path.name
+                _quantize_int8(fp32_path, folder / "model_int8.onnx")
+                if fp32_path != shipped:
+                    fp32_path.unlink()
+                return "model_int8.onnx"
+
+            path = cached_onnx(
+                _onnx_key(model_path, spec), build, Path(self._workdir.name)
+            )
         logger.info(
             "embeddings: ONNX model %s ready in %.1f s",
             path.name,

@@ -115,6 +115,21 @@ def test_seed_stateless_blocks_fills_the_cache_of_every_subset(demo, tmp_path):
         assert store.load(key) is not None
 
 
+def test_seeding_leaves_per_text_cached_blocks_alone_and_loads_no_encoder(
+    demo, tmp_path, monkeypatch
+):
+    """Embeddings serve subsets from their per-text cache: no probe, no load."""
+
+    def no_encoder(spec):
+        raise AssertionError("the encoder was loaded")
+
+    monkeypatch.setattr("features.blocks.embeddings.shared_encoder", no_encoder)
+    store = FeatureStore(tmp_path / "store")
+    blocks = {"lengths": {}, "embeddings": {}}
+    subsets = [(np.arange(0, 60), "fit"), (np.arange(60, 90), "transform")]
+    assert seed_stateless_blocks(store, blocks, demo, subsets, None) == ["lengths"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", [[], ["--no-transfer-report"]])
 def test_train_gbdt_report_has_the_transfer_table_unless_switched_off(

@@ -591,6 +591,33 @@ def test_onnx_fp32_matches_pytorch(tiny_sentence_transformer, word_battles):
 
 
 @pytest.mark.slow
+def test_an_exported_onnx_encoder_is_reused_by_the_next_load(
+    tiny_sentence_transformer, word_battles, tmp_path, monkeypatch
+):
+    """The second load reads the cached export and embeds exactly the same."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from features.blocks import _encoders, _onnx_cache
+
+    monkeypatch.setenv(_onnx_cache.CACHE_ENV, str(tmp_path / "cache"))
+    exports = []
+    real_export = _encoders._export_onnx
+    monkeypatch.setattr(
+        _encoders,
+        "_export_onnx",
+        lambda *args: exports.append(1) or real_export(*args),
+    )
+    params = {"model": str(tiny_sentence_transformer), "device": "cpu", "onnx": True}
+    spec = EmbeddingsBlock(**params)._encoder_spec_for_params()
+    first = _encoders.load_encoder(spec)
+    second = _encoders.load_encoder(spec)
+    texts = ["a short text", "another, longer text to embed"]
+    assert len(exports) == 1
+    np.testing.assert_array_equal(first.encode(texts), second.encode(texts))
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1
+
+
+@pytest.mark.slow
 def test_onnx_int8_minilm_stays_close_to_pytorch_and_swap_consistent(
     minilm_block, hand_battles, swap_check
 ):
