@@ -160,6 +160,7 @@ class BenchOptions:
     target_quick_rows: int = 400
     target_other_rows: int | None = None
     target_fast: bool = False
+    target_profiles: tuple[str, ...] = ("lite",)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -73,6 +73,13 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "target: + tie head (w=1)": {},
     "target: + tie head, w=0.3": {"target_other_weight": 0.3},
     "target: + tie head, w=0.1": {"target_other_weight": 0.1},
+    "target: + weight search (w=auto)": {"target_other_weight": "auto"},
+    "target: + density-ratio weights": {"target_density_weights": True},
+    "target: + per-source anchor": {"anchor_per_source": True},
+    "target: + per-source anchor, w=auto": {
+        "anchor_per_source": True,
+        "target_other_weight": "auto",
+    },
 }
 """Rows of the target table: PreferenceModel params over the profile's. Those
 starting "target" also set ``target`` to the run's target family."""
@@ -107,7 +114,8 @@ class TargetData:
         self.folds = target_folds(
             self.battles, self.labels, self.is_target, n_folds, seed
         )
-        self.features: _Precomputed | None = None
+        self.features: dict[str, _Precomputed] = {}
+        """Feature rows of every battle, by profile."""
 
 
 def load_target_data(options: BenchOptions, max_chars: int | None) -> TargetData:
@@ -204,28 +212,33 @@ class _Precomputed:
         return FeatureMatrix(self.matrix.values[rows], self.matrix.columns)
 
 
-def _features(ctx: BenchContext, data: TargetData, config: Config) -> _Precomputed:
-    if data.features is None:
+def _features(
+    ctx: BenchContext, data: TargetData, profile: str, config: Config
+) -> _Precomputed:
+    if profile not in data.features:
         started = time.perf_counter()
         matrix = FeaturePipeline(
             config.features.blocks,
             store=FeatureStore(ctx.options.store),
             n_jobs=config.features.n_jobs,
         ).fit_transform(data.feature_battles)
-        data.features = _Precomputed(matrix, data.feature_battles["id"].tolist())
+        data.features[profile] = _Precomputed(
+            matrix, data.feature_battles["id"].tolist()
+        )
         logger.info(
-            "features of %d battles in %.1f s",
+            "%s features of %d battles in %.1f s",
+            profile,
             len(data.feature_battles),
             time.perf_counter() - started,
         )
-    return data.features
+    return data.features[profile]
 
 
 def _fit_predict(
     ctx: BenchContext, data: TargetData, profile: str, changes: dict[str, Any]
 ) -> FitPredict:
     config = _config(ctx, profile)
-    features = _features(ctx, data, config)
+    features = _features(ctx, data, profile, config)
 
     def fit_predict(train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray:
         model = model_from_config(config, **changes)
@@ -244,11 +257,13 @@ def _cached_cross_fit(
     *,
     include_others: bool,
     keep: NDArray[np.bool_] | None = None,
-) -> NDArray[np.float64]:
+) -> tuple[NDArray[np.float64], float | None]:
     """:func:`target_cross_fit`, its out-of-fold rows kept in the work dir.
 
     Keyed by everything they depend on (profile with overrides, params,
-    battles, folds, subsample), so a rerun refits only what changed.
+    battles, folds, subsample), so a rerun refits only what changed. Returns
+    the rows and the seconds their fits took (when they were fitted; a copy
+    kept from an earlier run reports that run's seconds).
     """
     config = _config(ctx, profile)
     key = json.dumps(
@@ -265,19 +280,24 @@ def _cached_cross_fit(
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     path = Path(ctx.options.work_dir) / "target-oof" / f"{digest}.npy"
+    timing = path.with_suffix(".json")
     if path.exists():
-        return np.load(path, allow_pickle=False)
+        seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else None
+        return np.load(path, allow_pickle=False), seconds
+    started = time.perf_counter()
     oof = target_cross_fit(
         data.folds,
         _fit_predict(ctx, data, profile, changes),
         include_others=include_others,
         keep=keep,
     )
+    seconds = time.perf_counter() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".tmp.npy")
     np.save(partial, oof, allow_pickle=False)
     partial.replace(path)
-    return oof
+    timing.write_text(json.dumps({"seconds": seconds}))
+    return oof, seconds
 
 
 def _changes(name: str, params: dict[str, Any], target: str) -> dict[str, Any]:
@@ -303,12 +323,11 @@ def target_table(
         for name in names
     ]
     for name, changes, include_others in fits:
-        started = time.perf_counter()
-        oof = _cached_cross_fit(
+        oof, seconds = _cached_cross_fit(
             ctx, data, profile, changes, include_others=include_others
-        )[on]
-        seconds = time.perf_counter() - started
-        logger.info("target %s: %s in %.1f s", name, score(labels, oof), seconds)
+        )
+        oof = oof[on]
+        logger.info("target %s: %s in %s s", name, score(labels, oof), seconds)
         oofs[name] = oof
         rows.append(_row(name, labels, oof, seconds))
     target_battles = data.battles[on]
@@ -346,16 +365,15 @@ def learning_curve(
                 if include_others
                 else {}
             )
-            started = time.perf_counter()
-            oof = _cached_cross_fit(
+            oof, seconds = _cached_cross_fit(
                 ctx, data, profile, changes, include_others=include_others, keep=keep
-            )[on]
+            )
             rows.append(
                 {
                     "target rows": int(keep.sum()),
                     "other sources": "yes" if include_others else "no",
-                    **score(data.labels[on], oof),
-                    "seconds": time.perf_counter() - started,
+                    **score(data.labels[on], oof[on]),
+                    "seconds": seconds,
                 }
             )
             logger.info("curve %s", rows[-1])
@@ -394,6 +412,8 @@ def _command(options: BenchOptions) -> str:
         parts.append(f"--target-other-rows {options.target_other_rows}")
     if options.target_fast:
         parts.append("--target-fast")
+    if options.target_profiles != ("lite",):
+        parts.append(f"--target-profiles {','.join(options.target_profiles)}")
     if options.target_configs:
         parts.append(f"--target-configs {';'.join(options.target_configs)!r}")
     if not options.target_curve:
@@ -429,27 +449,14 @@ def _targets(rows: list[dict[str, Any]], chosen: str) -> list[Target]:
     ]
 
 
-def run(ctx: BenchContext) -> Section:
-    """The target table and learning curve of the run's target family."""
-    started = time.perf_counter()
-    options = ctx.options
-    section = Section(key="target", title="Accuracy for a named target population")
-    profile = "lite"
-    try:
-        data = load_target_data(options, ctx.config(profile).data.max_chars)
-    except (FileNotFoundError, ValueError) as err:
-        section.notes.append(f"Skipped: {err}")
-        return section
-    families = sorted(set(source_families(data.battles["source"]).astype(str)))
-    names = options.target_configs or tuple(CONFIGURATIONS)
-    unknown = [name for name in names if name not in CONFIGURATIONS]
-    if unknown:
-        raise ValueError(
-            f"unknown target configuration(s) {unknown!r}; the configurations are "
-            f"{list(CONFIGURATIONS)!r}."
-        )
-    command = _command(options)
-    rows, _ = target_table(ctx, data, profile, names)
+def _table(
+    options: BenchOptions,
+    data: TargetData,
+    profile: str,
+    families: Sequence[str],
+    rows: list[dict[str, Any]],
+    command: str,
+) -> Table:
     fast = (
         f", fast boosters (lightgbm only, 3 inner folds, {FAST_BOOSTERS_TEXT})"
         if options.target_fast
@@ -460,7 +467,7 @@ def run(ctx: BenchContext) -> Section:
         if options.target_other_rows is not None
         else ""
     )
-    table = Table(
+    return Table(
         title=f"Target `{data.target}`: {int(data.is_target.sum())} rows, "
         f"{options.target_folds} prompt-grouped folds, profile {profile}{fast}"
         f"{others}; {len(data.battles):,} battles in all",
@@ -477,15 +484,45 @@ def run(ctx: BenchContext) -> Section:
             "Every row is scored on the same target rows, each predicted by a "
             "model that never saw it; the other sources are always in training.",
             f"Source families: {', '.join(families)}.",
-            "w: weight factor on every non-target row; head: stacker and "
-            "temperature fitted on the target's out-of-fold rows; tie head: P(tie) "
-            "refitted on them (models.target.TargetTieHead). No class prior given.",
+            "w: weight factor on every non-target row (auto: searched by a fast "
+            "LightGBM on the fit's own folds); head: stacker and temperature "
+            "fitted on the target's out-of-fold rows; tie head: P(tie) refitted on "
+            "them (models.target.TargetTieHead); density-ratio weights and the "
+            "per-source anchor: docs/target.md. No class prior given. seconds: "
+            "the cross-fit's fits (from the run that made them when kept).",
         ],
     )
-    section.tables.append(table)
-    section.targets += _targets(rows, options.target_default_config)
+
+
+def run(ctx: BenchContext) -> Section:
+    """The target table and learning curve of the run's target family."""
+    started = time.perf_counter()
+    options = ctx.options
+    section = Section(key="target", title="Accuracy for a named target population")
+    profile = options.target_profiles[0]
+    try:
+        data = load_target_data(options, ctx.config(profile).data.max_chars)
+    except (FileNotFoundError, ValueError) as err:
+        section.notes.append(f"Skipped: {err}")
+        return section
+    families = sorted(set(source_families(data.battles["source"]).astype(str)))
+    names = options.target_configs or tuple(CONFIGURATIONS)
+    unknown = [name for name in names if name not in CONFIGURATIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown target configuration(s) {unknown!r}; the configurations are "
+            f"{list(CONFIGURATIONS)!r}."
+        )
+    command = _command(options)
+    for profile in options.target_profiles:
+        rows, _ = target_table(ctx, data, profile, names)
+        section.tables.append(_table(options, data, profile, families, rows, command))
+        if profile == options.target_profiles[0]:
+            section.targets += _targets(rows, options.target_default_config)
     if options.target_curve:
-        curve = learning_curve(ctx, data, profile, options.target_curve)
+        curve = learning_curve(
+            ctx, data, options.target_profiles[0], options.target_curve
+        )
         section.tables.append(
             Table(
                 title=f"Learning curve on `{data.target}` ({_CURVE_CONFIG} with "

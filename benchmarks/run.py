@@ -166,6 +166,11 @@ def section_parser(description: str) -> argparse.ArgumentParser:
         help="target section: lightgbm only, 3 inner folds, fast booster limits",
     )
     add(
+        "--target-profiles",
+        type=_name_list,
+        help="target section: profiles, one table each (default: lite)",
+    )
+    add(
         "--target-configs",
         help="target-table configurations, separated by ';' (default: all)",
     )
@@ -258,6 +263,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
             changes[name] = getattr(args, name)
     if getattr(args, "target_curve", None) is not None:
         changes["target_curve"] = tuple(n for n in args.target_curve if n > 0)
+    if getattr(args, "target_profiles", None):
+        changes["target_profiles"] = tuple(args.target_profiles)
     if getattr(args, "target_configs", None):
         changes["target_configs"] = tuple(
             name.strip() for name in args.target_configs.split(";") if name.strip()
@@ -286,7 +293,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         options.overrides = (*BenchOptions.for_quick().overrides, *changes["overrides"])
     unknown = [
         p
-        for p in options.profiles
+        for p in (*options.profiles, *options.target_profiles)
         if not (REPO_ROOT / "configs" / f"{p}.yaml").exists()
     ]
     if unknown:

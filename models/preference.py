@@ -57,7 +57,8 @@ from models.metrics import clipped_log, multiclass_log_loss
 from models.recipe import TrainingRecipe, anchor_offsets, battle_table
 from models.rules import apply_degenerate_rules
 from models.stacking import STACK_METHODS, BoosterStacker
-from models.target import TargetTieHead
+from models.target import TargetTieHead, target_weights
+from models.target_weights import density_ratio_weights, search_other_weight
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -172,8 +173,20 @@ class PreferenceModel(BaseEstimator):
         their ``source_weights``, and ``target_head`` / ``target_tie`` fit the
         head on the target's out-of-fold rows (:mod:`models.target`). With
         one family it changes nothing.
-    target_other_weight : float, default=1.0
-        Factor on the weight of every non-target row (> 0).
+    target_other_weight : float or "auto", default=1.0
+        Factor on the weight of every non-target row (> 0). "auto" picks it
+        from :data:`models.target_weights.OTHER_WEIGHT_CANDIDATES` by the
+        target's out-of-fold log loss of a fast LightGBM on the model's folds
+        (``metrics_["target"]["weight_search"]`` keeps every candidate's loss).
+    target_density_weights : bool, default=False
+        With a target: multiply each non-target row's weight by its odds of
+        being a target row, from a cross-fitted logistic regression on the
+        features (:func:`models.target_weights.density_ratio_weights`).
+    anchor_per_source : bool, default=False
+        With ``anchor`` and a ``source`` column: the anchor has a shared part
+        and one per source family, shrunk toward the shared one; each training
+        row starts from its family's part, and predictions from the target's
+        (the shared part without a target).
     target_head : bool, default=True
         Fit the stacker and the temperature on the target's out-of-fold rows
         only (with a target).
@@ -253,7 +266,12 @@ class PreferenceModel(BaseEstimator):
         "anchor": [bool],
         "tie_head": [Options(TIE_HEADS)],
         "target": [str, None],
-        "target_other_weight": [Interval(Real, 0, None, closed="neither")],
+        "target_other_weight": [
+            Interval(Real, 0, None, closed="neither"),
+            Options(("auto",)),
+        ],
+        "target_density_weights": [bool],
+        "anchor_per_source": [bool],
         "target_head": [bool],
         "target_tie": [bool],
         "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
@@ -282,7 +300,9 @@ class PreferenceModel(BaseEstimator):
         anchor: bool = False,
         tie_head: str = "model",
         target: str | None = None,
-        target_other_weight: float = 1.0,
+        target_other_weight: float | str = 1.0,
+        target_density_weights: bool = False,
+        anchor_per_source: bool = False,
         target_head: bool = True,
         target_tie: bool = True,
         n_jobs: int | None = None,
@@ -308,6 +328,8 @@ class PreferenceModel(BaseEstimator):
         self.tie_head = tie_head
         self.target = target
         self.target_other_weight = target_other_weight
+        self.target_density_weights = target_density_weights
+        self.anchor_per_source = anchor_per_source
         self.target_head = target_head
         self.target_tie = target_tie
         self.n_jobs = n_jobs
@@ -330,6 +352,7 @@ class PreferenceModel(BaseEstimator):
             target=self.target,
             target_other_weight=self.target_other_weight,
             target_head=self.target_head,
+            anchor_per_source=self.anchor_per_source,
         )
 
     def _prepare(self, battles: Any) -> pd.DataFrame:
@@ -399,10 +422,16 @@ class PreferenceModel(BaseEstimator):
             self.tie_head_ = "constant" if rows.holds_out_sources else "model"
         self.train_prior_ = np.bincount(labels, minlength=3) / len(labels)
         self.target_prior_ = None
+        families = rows.all_families
         self.anchor_ = recipe.fit_anchor(
-            features.values, features.columns, labels, weight
+            features.values, features.columns, labels, weight, families
         )
-        init = self._init_score(features.values)
+        init = anchor_offsets(self.anchor_, features.values, features.columns, families)
+        weight_search = None
+        if is_target is not None:
+            weight, weight_search = self._target_weights(
+                features.values, labels, is_target, weight, init
+            )
         self.fold_results_: dict[str, FoldResult] = {}
         booster_oof = []
         with open_engine(self.engine, self.scheduler) as engine:
@@ -441,10 +470,39 @@ class PreferenceModel(BaseEstimator):
                 "oof_log_loss": multiclass_log_loss(
                     labels[is_target], self.oof_proba_[is_target]
                 ),
+                "weight_search": weight_search,
             }
         self.classes_ = np.asarray(CLASSES)
         self.n_features_in_ = len(self.feature_names_out_)
         return self
+
+    def _target_weights(
+        self,
+        X: Any,
+        labels: NDArray[np.int64],
+        is_target: NDArray[np.bool_],
+        weight: NDArray[np.float64] | None,
+        init: NDArray | None,
+    ) -> tuple[NDArray[np.float64] | None, dict[str, Any] | None]:
+        """The row weights after the target's learned factors, and the search."""
+        if self.target_density_weights:
+            ratio = density_ratio_weights(X, is_target, self.folds_)
+            base = np.ones(len(labels)) if weight is None else weight
+            weight = base * ratio / np.mean(base * ratio)
+        if self.target_other_weight != "auto":
+            return weight, None
+        best, losses = search_other_weight(
+            X,
+            labels,
+            self.folds_,
+            is_target,
+            weight,
+            init_score=init,
+            seed=self.seed,
+        )
+        proxy = {str(factor): loss for factor, loss in losses.items()}
+        search = {"chosen": best, "proxy_log_loss": proxy}
+        return target_weights(is_target, weight, best), search
 
     def _init_score(self, X: Any) -> NDArray | None:
         """The anchor's log-probabilities: the boosters' starting score."""

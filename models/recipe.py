@@ -50,6 +50,7 @@ from models.sources import (
     folds_hold_out_sources,
     resolve_group_by,
     row_weights,
+    source_families,
     source_folds,
     training_folds,
 )
@@ -109,7 +110,10 @@ def _checked_folds(folds: ArrayLike, n_rows: int) -> NDArray[np.int64]:
 
 
 def anchor_offsets(
-    anchor: StyleAnchor | None, values: Any, columns: Sequence[str]
+    anchor: StyleAnchor | None,
+    values: Any,
+    columns: Sequence[str],
+    families: NDArray[np.object_] | None = None,
 ) -> NDArray[np.float64] | None:
     """The boosters' starting score: the anchor's log-probabilities, or None.
 
@@ -121,6 +125,9 @@ def anchor_offsets(
         Feature values.
     columns : sequence of str
         Their column names.
+    families : ndarray of str, default=None
+        Source family per row (training rows): each starts from its family's
+        part of a per-source anchor. None: the anchor's prediction part.
 
     Returns
     -------
@@ -129,7 +136,7 @@ def anchor_offsets(
     """
     if anchor is None:
         return None
-    return anchor.log_proba(values, list(columns))
+    return anchor.log_proba(values, list(columns), families)
 
 
 class SwapCopies(NamedTuple):
@@ -217,6 +224,13 @@ class TrainingRows:
         return battle_families(self.table, needed_for="group_by='source'")
 
     @cached_property
+    def all_families(self) -> NDArray[np.object_] | None:
+        """Source family of each row, or None without a ``source`` column."""
+        if "source" not in self.table.columns:
+            return None
+        return source_families(self.table["source"])
+
+    @cached_property
     def holds_out_sources(self) -> bool:
         """Whether the folds keep every source family (weight > 0) whole."""
         return folds_hold_out_sources(self.table, self.folds, self.weight)
@@ -278,10 +292,14 @@ class TrainingRecipe:
         Source family the model predicts for (:mod:`models.target`): the
         other families' weights are multiplied by ``target_other_weight`` and
         "auto" folds group by prompt. With one family it changes nothing.
-    target_other_weight : float, default=1.0
-        Factor on the weight of every non-target row.
+    target_other_weight : float or "auto", default=1.0
+        Factor on the weight of every non-target row ("auto": 1 here; the
+        model searches it once the features are built).
     target_head : bool, default=True
         Fit the stacker and the temperature on the target's rows alone.
+    anchor_per_source : bool, default=False
+        Give the anchor a part per source family (``fit_anchor``'s
+        ``families``), shrunk toward a shared part.
     """
 
     max_chars: int | None = 50_000
@@ -292,8 +310,9 @@ class TrainingRecipe:
     anchor: bool = False
     swap_augment: bool = False
     target: str | None = None
-    target_other_weight: float = 1.0
+    target_other_weight: float | str = 1.0
     target_head: bool = True
+    anchor_per_source: bool = False
 
     def target_rows(self, table: pd.DataFrame) -> NDArray[np.bool_] | None:
         """The target's rows; None without a target or when every row is one.
@@ -315,7 +334,8 @@ class TrainingRecipe:
         is_target = self.target_rows(table)
         if is_target is None:
             return weight
-        return target_weights(is_target, weight, self.target_other_weight)
+        factor = self.target_other_weight
+        return target_weights(is_target, weight, 1.0 if factor == "auto" else factor)
 
     def _group_by(self, table: pd.DataFrame) -> str:
         # With a target, "auto" folds spread the target's rows over every fold.
@@ -382,11 +402,22 @@ class TrainingRecipe:
         columns: Sequence[str],
         labels: NDArray[np.int64],
         weight: NDArray[np.float64] | None,
+        families: NDArray[np.object_] | None = None,
     ) -> StyleAnchor | None:
-        """The anchor fitted on these rows, or None without ``anchor``."""
+        """The anchor fitted on these rows, or None without ``anchor``.
+
+        With ``anchor_per_source`` and ``families`` (one per row, 2+ of them),
+        the anchor has a part per family and predicts with the target's.
+        """
         if not self.anchor:
             return None
-        return StyleAnchor().fit(values, columns, labels, weight)
+        if not self.anchor_per_source or families is None:
+            families = None
+        elif len(set(families)) < 2:
+            families = None
+        return StyleAnchor().fit(
+            values, columns, labels, weight, families=families, target=self.target
+        )
 
     def tuning_rows(
         self,

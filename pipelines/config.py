@@ -75,7 +75,9 @@ class TrainingConfig:
     anchor: bool = False
     tie_head: str = "model"
     target: str | None = None
-    target_other_weight: float = 1.0
+    target_other_weight: float | str = 1.0
+    target_density_weights: bool = False
+    anchor_per_source: bool = False
     target_head: bool = True
     target_tie: bool = True
     engine: str = "local"

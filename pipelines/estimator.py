@@ -71,6 +71,8 @@ _MODEL_KEYS: dict[str, str] = {
     "tie_head": "training.tie_head",
     "target": "training.target",
     "target_other_weight": "training.target_other_weight",
+    "target_density_weights": "training.target_density_weights",
+    "anchor_per_source": "training.anchor_per_source",
     "target_head": "training.target_head",
     "target_tie": "training.target_tie",
     "engine": "training.engine",

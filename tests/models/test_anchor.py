@@ -149,3 +149,68 @@ def test_anchored_model_is_exactly_swap_symmetric_and_reloads_identically(
     assert model.anchor_ is not None and model.anchor_.coef_[0] > 0
     loaded = PreferenceModel.load(model.save(tmp_path / "model"))
     np.testing.assert_array_equal(loaded.predict_proba(demo_battles), proba)
+
+
+def _two_families(seed: int = 0):
+    """Family "kind" punishes refusals; family "odd" rewards them."""
+    X, labels = _synthetic(n_rows=2000, seed=seed)
+    families = np.array(["kind"] * 1600 + ["odd"] * 400, dtype=object)
+    rng = np.random.default_rng(seed + 1)
+    odd = np.flatnonzero(families == "odd")
+    margin = 1.5 * X[odd, 0] + 1.5 * X[odd, 1]
+    p_a = 1 / (1 + np.exp(-margin))
+    labels[odd] = np.where(
+        rng.random(len(odd)) < 0.5, 2, np.where(rng.random(len(odd)) < p_a, 0, 1)
+    )
+    return X, labels, families
+
+
+def test_a_per_source_anchor_learns_each_familys_habit_and_keeps_the_shared_signs():
+    X, labels, families = _two_families()
+    anchor = StyleAnchor().fit(X, COLUMNS, labels, families=families)
+    refusal = anchor.columns_.index("d_flag_refusal")
+    assert (
+        anchor.family_coef_["kind"][refusal] < 0 < anchor.family_coef_["odd"][refusal]
+    )
+    assert anchor.coef_[refusal] <= 0  # no target: the shared part, sign kept
+    # Ties: the odd family's 50% share, shrunk toward the pooled share.
+    tie = {
+        name: np.exp(anchor.log_proba(np.zeros((1, 3)), COLUMNS, [name]))[0, 2]
+        for name in ("kind", "odd")
+    }
+    assert tie["kind"] < np.mean(labels == 2) < tie["odd"] < 0.5
+
+
+def test_a_per_source_anchor_predicts_with_its_targets_part_and_round_trips():
+    X, labels, families = _two_families()
+    anchor = StyleAnchor().fit(X, COLUMNS, labels, families=families, target="odd")
+    np.testing.assert_array_equal(anchor.coef_, anchor.family_coef_["odd"])
+    np.testing.assert_array_equal(
+        anchor.log_proba(X, COLUMNS), anchor.log_proba(X, COLUMNS, ["odd"] * len(X))
+    )
+    mirrored = np.exp(anchor.log_proba(_mirror_X(X), COLUMNS, families))
+    proba = np.exp(anchor.log_proba(X, COLUMNS, families))
+    np.testing.assert_array_equal(mirrored, proba[:, SWAP_LABELS])
+    again = StyleAnchor.from_dict(anchor.to_dict())
+    np.testing.assert_array_equal(
+        again.log_proba(X, COLUMNS, families), anchor.log_proba(X, COLUMNS, families)
+    )
+
+
+def test_a_per_source_model_fits_predicts_symmetrically_and_reloads(tmp_path):
+    battles = as_battles(make_demo_battles(n_rows=400, seed=3))
+    params = {"blocks": BLOCKS, "n_folds": 3, "anchor": True, "seed": 1}
+    params["booster_params"] = {"lightgbm": {"num_boost_round": 30}}
+    plain = PreferenceModel(**params).fit(battles)
+    model = PreferenceModel(**params, anchor_per_source=True, target="synthetic-code")
+    model.fit(battles)
+    assert set(model.anchor_.family_coef_) == set(
+        battles["source"].str.split(":").str[0]
+    )
+    proba = model.predict_proba(battles)
+    assert not np.allclose(proba, plain.predict_proba(battles))
+    np.testing.assert_allclose(
+        model.predict_proba(swap(battles)), proba[:, SWAP_LABELS], atol=1e-9
+    )
+    loaded = PreferenceModel.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(battles), proba)
