@@ -76,6 +76,15 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "target: + weight search (w=auto)": {"target_other_weight": "auto"},
     "target: + density-ratio weights": {"target_density_weights": True},
     "target: + per-source anchor": {"anchor_per_source": True},
+    "target: + tie head with features": {"target_tie_features": True},
+    "target: + tie head with features, w=0.3": {
+        "target_tie_features": True,
+        "target_other_weight": 0.3,
+    },
+    "target: + tie head with features, w=auto": {
+        "target_tie_features": True,
+        "target_other_weight": "auto",
+    },
     "target: + per-source anchor, w=auto": {
         "anchor_per_source": True,
         "target_other_weight": "auto",
@@ -260,14 +269,16 @@ def _cached_cross_fit(
 ) -> tuple[NDArray[np.float64], float | None]:
     """:func:`target_cross_fit`, its out-of-fold rows kept in the work dir.
 
-    Keyed by everything they depend on (profile with overrides, params,
-    battles, folds, subsample), so a rerun refits only what changed. Returns
+    Keyed by everything they depend on (the models/ and features/ code,
+    profile with overrides, params, battles, folds, subsample), so a rerun
+    refits only what changed. Returns
     the rows and the seconds their fits took (when they were fitted; a copy
     kept from an earlier run reports that run's seconds).
     """
     config = _config(ctx, profile)
     key = json.dumps(
         [
+            _code_digest(),
             config.to_dict(),
             changes,
             include_others,
@@ -298,6 +309,22 @@ def _cached_cross_fit(
     partial.replace(path)
     timing.write_text(json.dumps({"seconds": seconds}))
     return oof, seconds
+
+
+def _code_digest() -> str:
+    """sha256 of the code the out-of-fold rows depend on (models/, features/).
+
+    Part of their cache key: a kept copy is reused only by the code that made
+    it, so a changed model is always measured again.
+    """
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in ("models", "features"):
+        for path in sorted((root / package).rglob("*")):
+            if path.suffix in {".py", ".json"} and path.is_file():
+                digest.update(path.relative_to(root).as_posix().encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _changes(name: str, params: dict[str, Any], target: str) -> dict[str, Any]:

@@ -193,6 +193,10 @@ class PreferenceModel(BaseEstimator):
     target_tie : bool, default=True
         Refit P(tie) on the target's out-of-fold rows
         (:class:`models.target.TargetTieHead`; with a target).
+    target_tie_features : bool, default=False
+        Give that tie head the symmetric feature columns (``s_``: prompt
+        kind, answer similarity, length ratios, both refusing...) besides the
+        model's own tie logit and margin.
     n_jobs : int or None, default=None
         Worker processes for the row-parallel feature blocks (fit and
         predict): None or 1 serial, -1 one per core. Batches under 400 rows
@@ -274,6 +278,7 @@ class PreferenceModel(BaseEstimator):
         "anchor_per_source": [bool],
         "target_head": [bool],
         "target_tie": [bool],
+        "target_tie_features": [bool],
         "n_jobs": [Interval(Integral, 1, None), Options((-1,)), None],
         "engine": [Options(ENGINES)],
         "scheduler": [Predicate(is_scheduler, SCHEDULER_FORMS), None],
@@ -305,6 +310,7 @@ class PreferenceModel(BaseEstimator):
         anchor_per_source: bool = False,
         target_head: bool = True,
         target_tie: bool = True,
+        target_tie_features: bool = False,
         n_jobs: int | None = None,
         engine: str = "local",
         scheduler: str | None = None,
@@ -332,6 +338,7 @@ class PreferenceModel(BaseEstimator):
         self.anchor_per_source = anchor_per_source
         self.target_head = target_head
         self.target_tie = target_tie
+        self.target_tie_features = target_tie_features
         self.n_jobs = n_jobs
         self.engine = engine
         self.scheduler = scheduler
@@ -453,7 +460,9 @@ class PreferenceModel(BaseEstimator):
                 )
                 self.fold_results_[name] = result
                 booster_oof.append(self._oof_booster(result, features.values, init))
-        self._fit_head(booster_oof, labels, rows.head_weight, is_target)
+        self._fit_head(
+            booster_oof, labels, rows.head_weight, is_target, features.values
+        )
         # Black-box shift estimation reads how the boosters' P(tie) behaved,
         # which a constant tie head keeps (it only replaces what is returned).
         boosters_oof = (
@@ -529,6 +538,7 @@ class PreferenceModel(BaseEstimator):
         labels: NDArray,
         weight: NDArray | None,
         is_target: NDArray[np.bool_] | None = None,
+        X: Any = None,
     ) -> None:
         self.stacker_ = BoosterStacker(method=self.stack_method).fit(
             booster_oof, labels, sample_weight=weight
@@ -540,10 +550,15 @@ class PreferenceModel(BaseEstimator):
             self.scaler_.fit(clipped_log(stacked), labels, sample_weight=weight)
         self.target_tie_ = None
         if is_target is not None and self.target_tie:
+            tie_features = None
+            if self.target_tie_features:
+                tie_features = self._tie_features(X)[is_target]
             self.target_tie_ = TargetTieHead().fit(
-                self._head(booster_oof)[is_target], labels[is_target]
+                self._head(booster_oof)[is_target],
+                labels[is_target],
+                features=tie_features,
             )
-        self.oof_proba_ = self._head(booster_oof)
+        self.oof_proba_ = self._head(booster_oof, X=X)
         self.metrics_ = {
             "n_rows": int(len(labels)),
             "class_prior": multiclass_log_loss(
@@ -591,10 +606,23 @@ class PreferenceModel(BaseEstimator):
             return stacked
         return self.scaler_.predict_proba(clipped_log(stacked))
 
+    def _tie_features(self, X: Any) -> Any:
+        """The symmetric (``s_``) feature columns: the tie head's extra inputs."""
+        columns = [i for i, c in enumerate(self.feature_names_out_) if c[:2] == "s_"]
+        return X[:, columns]
+
     def _head(
-        self, booster_proba: list[NDArray], *, boosters_tie: bool = False
+        self,
+        booster_proba: list[NDArray],
+        *,
+        boosters_tie: bool = False,
+        X: Any = None,
     ) -> NDArray:
-        """Stack, calibrate, then the tie head; each step keeps the A/B symmetry."""
+        """Stack, calibrate, then the tie head; each step keeps the A/B symmetry.
+
+        ``X`` (the battles' features) is needed by a tie head fitted with
+        feature columns (``target_tie_features``).
+        """
         stacked = self._stacked(booster_proba)
         proba = self._calibrated(stacked)
         if self.swap_average and self.per_class_bias:
@@ -605,7 +633,10 @@ class PreferenceModel(BaseEstimator):
             proba = constant_tie_share(proba, float(self.train_prior_[TIE]))
         target_tie = getattr(self, "target_tie_", None)
         if target_tie is not None and not boosters_tie:
-            proba = target_tie.transform(proba)
+            extra = None
+            if getattr(target_tie, "n_features_", 0) and X is not None:
+                extra = self._tie_features(X)
+            proba = target_tie.transform(proba, extra)
         return proba
 
     # -------------------------------------------------------------- predict
@@ -689,7 +720,9 @@ class PreferenceModel(BaseEstimator):
         self.pipeline_.n_jobs = self.n_jobs  # the model's setting, after fit or load
         features = self.pipeline_.transform(table)
         proba = self._head(
-            self._booster_proba(features.values), boosters_tie=boosters_tie
+            self._booster_proba(features.values),
+            boosters_tie=boosters_tie,
+            X=features.values,
         )
         return table, proba
 

@@ -259,15 +259,27 @@ class TargetTieHead:
     slopes how far the model's own tie ranking holds for these voters. Both
     inputs are swap-symmetric, so the output keeps the A/B symmetry.
 
+    With ``features`` given to :meth:`fit` (symmetric feature columns of the
+    same rows: prompt kind, answer similarity, length ratio, both refusing...),
+    they join the two inputs, standardized and clipped to +-3 standard
+    deviations, and the L2 strength is chosen from ``Cs`` by 5-fold log loss
+    on the rows it is fitted on.
+
     Parameters
     ----------
     C : float, default=1.0
-        Inverse L2 strength of the logistic model.
+        Inverse L2 strength of the logistic model without features.
+    Cs : sequence of float, default=(0.003, 0.01, 0.03, 0.1)
+        Candidates for the inverse L2 strength with features.
 
     Attributes
     ----------
-    coef_ : ndarray of shape (2,)
+    coef_ : ndarray of shape (2 + n_features,)
     intercept_ : float
+    n_features_ : int
+        Feature columns used besides the two inputs (0 without).
+    C_ : float
+        The inverse L2 strength used.
 
     Examples
     --------
@@ -279,42 +291,79 @@ class TargetTieHead:
     0.5
     """
 
-    def __init__(self, *, C: float = 1.0) -> None:
+    def __init__(
+        self, *, C: float = 1.0, Cs: Sequence[float] = (0.003, 0.01, 0.03, 0.1)
+    ) -> None:
         self.C = C
+        self.Cs = Cs
 
     @staticmethod
-    def _inputs(proba: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _base_inputs(proba: NDArray[np.float64]) -> NDArray[np.float64]:
         p = np.clip(np.asarray(proba, float), _EPS, 1.0)
         tie_logit = np.log(p[:, TIE]) - np.log(np.clip(1 - p[:, TIE], _EPS, 1))
         margin = np.abs(np.log(p[:, 0]) - np.log(p[:, 1]))
         return np.column_stack([tie_logit, margin])
+
+    def _inputs(
+        self, proba: NDArray[np.float64], features: Any = None
+    ) -> NDArray[np.float64]:
+        base = self._base_inputs(proba)
+        if not getattr(self, "n_features_", 0):
+            return base
+        if features is None:
+            raise InvalidParameterError(
+                "this TargetTieHead was fitted with feature columns; pass the same "
+                "columns of the battles to transform."
+            )
+        values = features.toarray() if hasattr(features, "toarray") else features
+        values = np.nan_to_num(np.asarray(values, float), nan=0.0)
+        scaled = np.clip((values - self.mean_) / self.scale_, -3.0, 3.0)
+        return np.column_stack([base, scaled])
 
     def fit(
         self,
         proba: NDArray[np.float64],
         labels: NDArray[np.int64],
         sample_weight: NDArray[np.float64] | None = None,
+        *,
+        features: Any = None,
     ) -> TargetTieHead:
         """Fit on out-of-fold probabilities of target rows and their labels."""
         is_tie = np.asarray(labels) == TIE
+        self.n_features_ = 0
+        self.C_ = float(self.C)
         if is_tie.all() or not is_tie.any():
             # One class only: the tie rate is all there is to learn.
             rate = float(np.clip(is_tie.mean(), 1e-3, 1 - 1e-3))
             self.coef_ = np.zeros(2)
             self.intercept_ = float(np.log(rate / (1 - rate)))
             return self
-        model = LogisticRegression(C=self.C, max_iter=1000)
-        model.fit(self._inputs(proba), is_tie, sample_weight=sample_weight)
+        if features is not None:
+            values = features.toarray() if hasattr(features, "toarray") else features
+            values = np.nan_to_num(np.asarray(values, float), nan=0.0)
+            self.mean_ = values.mean(axis=0)
+            scale = values.std(axis=0)
+            self.scale_ = np.where(scale > 0, scale, 1.0)
+            self.n_features_ = values.shape[1]
+            inputs = self._inputs(proba, values)
+            self.C_ = _choose_C(inputs, is_tie, sample_weight, self.Cs)
+        else:
+            inputs = self._inputs(proba)
+        model = LogisticRegression(C=self.C_, max_iter=2000)
+        model.fit(inputs, is_tie, sample_weight=sample_weight)
         self.coef_ = model.coef_.ravel().astype(float)
         self.intercept_ = float(model.intercept_[0])
         return self
 
-    def transform(self, proba: NDArray[np.float64]) -> NDArray[np.float64]:
+    def transform(
+        self, proba: NDArray[np.float64], features: Any = None
+    ) -> NDArray[np.float64]:
         """The probabilities with P(tie) replaced and A/B rescaled to fill the rest."""
         if not hasattr(self, "coef_"):
             raise NotFittedError("This TargetTieHead is not fitted; call fit first.")
         proba = np.asarray(proba, float)
-        tie = 1 / (1 + np.exp(-(self._inputs(proba) @ self.coef_ + self.intercept_)))
+        inputs = self._inputs(proba, features)
+        tie = 1 / (1 + np.exp(-(inputs @ self.coef_ + self.intercept_)))
         decisive = np.clip(proba[:, 0] + proba[:, 1], _EPS, None)
         out = np.empty_like(proba)
         out[:, 0] = (1 - tie) * proba[:, 0] / decisive
@@ -324,19 +373,67 @@ class TargetTieHead:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state."""
-        return {
+        state = {
             "C": self.C,
+            "Cs": [float(c) for c in self.Cs],
+            "C_used": self.C_,
             "coef": self.coef_.tolist(),
             "intercept": self.intercept_,
+            "n_features": self.n_features_,
         }
+        if self.n_features_:
+            state["mean"] = self.mean_.tolist()
+            state["scale"] = self.scale_.tolist()
+        return state
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TargetTieHead:
         """Rebuild from :meth:`to_dict`."""
         head = cls(C=float(state["C"]))
+        if "Cs" in state:
+            head.Cs = tuple(float(c) for c in state["Cs"])
         head.coef_ = np.asarray(state["coef"], dtype=float)
         head.intercept_ = float(state["intercept"])
+        head.C_ = float(state.get("C_used", head.C))
+        head.n_features_ = int(state.get("n_features", 0))
+        if head.n_features_:
+            head.mean_ = np.asarray(state["mean"], dtype=float)
+            head.scale_ = np.asarray(state["scale"], dtype=float)
+        if len(head.coef_) != 2 + head.n_features_:
+            raise InvalidParameterError(
+                f"tie head state has {len(head.coef_)} coefficients for "
+                f"{2 + head.n_features_} inputs."
+            )
         return head
+
+
+def _choose_C(
+    inputs: NDArray[np.float64],
+    is_tie: NDArray[np.bool_],
+    sample_weight: NDArray[np.float64] | None,
+    Cs: Sequence[float],
+) -> float:
+    """The candidate inverse L2 strength with the lowest 5-fold log loss."""
+    from sklearn.model_selection import StratifiedKFold
+
+    n_splits = int(min(5, is_tie.sum(), (~is_tie).sum()))
+    if n_splits < 2:
+        return float(min(Cs))
+    weight = np.ones(len(is_tie)) if sample_weight is None else sample_weight
+    splits = list(
+        StratifiedKFold(n_splits, shuffle=True, random_state=0).split(inputs, is_tie)
+    )
+    losses = []
+    for C in Cs:
+        total = 0.0
+        for train, test in splits:
+            model = LogisticRegression(C=C, max_iter=2000)
+            model.fit(inputs[train], is_tie[train], sample_weight=weight[train])
+            p = np.clip(model.predict_proba(inputs[test])[:, 1], 1e-6, 1 - 1e-6)
+            y = is_tie[test]
+            total -= np.sum(weight[test] * (y * np.log(p) + (1 - y) * np.log(1 - p)))
+        losses.append(total)
+    return float(Cs[int(np.argmin(losses))])
 
 
 def _power_law(n: NDArray, a: float, b: float, c: float) -> NDArray:

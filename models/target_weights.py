@@ -23,7 +23,9 @@ from numpy.typing import NDArray
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from models.metrics import multiclass_log_loss
+from models.calibration import TemperatureScaler
+from models.metrics import clipped_log, multiclass_log_loss
+from models.target import TargetTieHead
 
 __all__ = [
     "OTHER_WEIGHT_CANDIDATES",
@@ -71,7 +73,11 @@ def proxy_target_loss(
 
     Each fold's model trains on every other fold's rows (all sources) and is
     scored on the target rows of its own fold, which also stop its boosting
-    early: the same small selection for every candidate compared.
+    early: the same small selection for every candidate compared. The
+    model's head is then refitted on those rows as the real fit does (a
+    temperature and the target's tie head), so a factor is judged by what
+    the head cannot repair: a factor that only moves the tie share toward
+    the target's would otherwise look better than it is.
     """
     import lightgbm as lgb
 
@@ -110,7 +116,13 @@ def proxy_target_loss(
         raw = raw - raw.max(axis=1, keepdims=True)
         proba = np.exp(raw)
         oof[valid] = proba / proba.sum(axis=1, keepdims=True)
-    return multiclass_log_loss(labels[is_target], oof[is_target])
+    proba, target_labels = oof[is_target], labels[is_target]
+    log_proba = clipped_log(proba)
+    calibrated = TemperatureScaler().fit(log_proba, target_labels).predict_proba(
+        log_proba
+    )
+    headed = TargetTieHead().fit(calibrated, target_labels).transform(calibrated)
+    return multiclass_log_loss(target_labels, headed)
 
 
 def search_other_weight(

@@ -80,6 +80,7 @@ class TrainingConfig:
     anchor_per_source: bool = False
     target_head: bool = True
     target_tie: bool = True
+    target_tie_features: bool = False
     engine: str = "local"
     scheduler: str | None = None
     compare_swap_augment: bool = True

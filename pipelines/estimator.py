@@ -75,6 +75,7 @@ _MODEL_KEYS: dict[str, str] = {
     "anchor_per_source": "training.anchor_per_source",
     "target_head": "training.target_head",
     "target_tie": "training.target_tie",
+    "target_tie_features": "training.target_tie_features",
     "engine": "training.engine",
     "scheduler": "training.scheduler",
 }

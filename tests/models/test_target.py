@@ -9,6 +9,7 @@ import pytest
 from features.battles import read_battles, swap
 from features.errors import InvalidParameterError, NotFittedError
 from models import PreferenceModel
+from models.metrics import multiclass_log_loss as log_loss
 from models.target import (
     TargetTieHead,
     fit_learning_curve,
@@ -219,3 +220,36 @@ def test_recipe_with_a_target_spreads_its_rows_and_fits_the_head_on_them(battles
     assert ratio[~is_target][0] == pytest.approx(0.5 * ratio[is_target][0])
     one = TrainingRecipe(target="only").rows(battles.assign(source="only"))
     assert one.is_target is None and one.weight is None
+
+
+def test_tie_head_with_features_learns_a_tie_cue_and_round_trips():
+    rng = np.random.default_rng(0)
+    n = 1200
+    cue = rng.random(n)  # e.g. how alike the two answers are
+    is_tie = rng.random(n) < 0.1 + 0.5 * cue
+    labels = np.where(is_tie, 2, rng.integers(0, 2, n))
+    proba = np.tile([0.4, 0.4, 0.2], (n, 1))
+    features = np.column_stack([cue, rng.normal(size=n)])
+    plain = TargetTieHead().fit(proba, labels).transform(proba)
+    head = TargetTieHead().fit(proba, labels, features=features)
+    with_cue = head.transform(proba, features)
+    assert head.n_features_ == 2 and head.C_ in head.Cs
+    assert log_loss(labels, with_cue) < log_loss(labels, plain) - 0.02
+    np.testing.assert_allclose(with_cue[:, 0], with_cue[:, 1])  # A/B kept even
+    again = TargetTieHead.from_dict(head.to_dict())
+    np.testing.assert_array_equal(again.transform(proba, features), with_cue)
+    with pytest.raises(InvalidParameterError, match="fitted with feature columns"):
+        head.transform(proba)
+
+
+def test_target_tie_features_fit_predict_symmetrically_and_reload(battles, tmp_path):
+    model = _model(target="synthetic-code", target_tie_features=True).fit(battles)
+    assert model.target_tie_.n_features_ == sum(
+        c.startswith("s_") for c in model.feature_names_out_
+    )
+    proba = model.predict_proba(battles)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    mirrored = model.predict_proba(swap(battles))
+    np.testing.assert_allclose(mirrored, proba[:, [1, 0, 2]], atol=1e-9)
+    loaded = PreferenceModel.load(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(battles), proba)
