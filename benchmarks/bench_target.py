@@ -74,6 +74,9 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "target: + tie head, w=0.3": {"target_other_weight": 0.3},
     "target: + tie head, w=0.1": {"target_other_weight": 0.1},
     "target: + weight search (w=auto)": {"target_other_weight": "auto"},
+    "target: + family weight search (auto-family)": {
+        "target_other_weight": "auto-family"
+    },
     "target: + density-ratio weights": {"target_density_weights": True},
     "target: + per-source anchor": {"anchor_per_source": True},
     "target: + tie head with features": {"target_tie_features": True},

@@ -58,7 +58,11 @@ from models.recipe import TrainingRecipe, anchor_offsets, battle_table
 from models.rules import apply_degenerate_rules
 from models.stacking import STACK_METHODS, BoosterStacker
 from models.target import TargetTieHead, target_weights
-from models.target_weights import density_ratio_weights, search_other_weight
+from models.target_weights import (
+    density_ratio_weights,
+    search_family_weights,
+    search_other_weight,
+)
 
 __all__ = ["DEFAULT_BLOCKS", "TIE_HEADS", "PreferenceModel"]
 
@@ -177,7 +181,9 @@ class PreferenceModel(BaseEstimator):
         Factor on the weight of every non-target row (> 0). "auto" picks it
         from :data:`models.target_weights.OTHER_WEIGHT_CANDIDATES` by the
         target's out-of-fold log loss of a fast LightGBM on the model's folds
-        (``metrics_["target"]["weight_search"]`` keeps every candidate's loss).
+        (``metrics_["target"]["weight_search"]`` keeps every candidate's loss);
+        "auto-family" then tries each other source family at 0 and 3 times
+        that factor, one pass (:func:`models.target_weights.search_family_weights`).
     target_density_weights : bool, default=False
         With a target: multiply each non-target row's weight by its odds of
         being a target row, from a cross-fitted logistic regression on the
@@ -272,7 +278,7 @@ class PreferenceModel(BaseEstimator):
         "target": [str, None],
         "target_other_weight": [
             Interval(Real, 0, None, closed="neither"),
-            Options(("auto",)),
+            Options(("auto", "auto-family")),
         ],
         "target_density_weights": [bool],
         "anchor_per_source": [bool],
@@ -437,7 +443,7 @@ class PreferenceModel(BaseEstimator):
         weight_search = None
         if is_target is not None:
             weight, weight_search = self._target_weights(
-                features.values, labels, is_target, weight, init
+                features.values, labels, is_target, weight, init, families
             )
         self.fold_results_: dict[str, FoldResult] = {}
         booster_oof = []
@@ -492,12 +498,28 @@ class PreferenceModel(BaseEstimator):
         is_target: NDArray[np.bool_],
         weight: NDArray[np.float64] | None,
         init: NDArray | None,
+        families: NDArray[np.object_],
     ) -> tuple[NDArray[np.float64] | None, dict[str, Any] | None]:
         """The row weights after the target's learned factors, and the search."""
         if self.target_density_weights:
             ratio = density_ratio_weights(X, is_target, self.folds_)
             base = np.ones(len(labels)) if weight is None else weight
             weight = base * ratio / np.mean(base * ratio)
+        if self.target_other_weight == "auto-family":
+            factors, search = search_family_weights(
+                X,
+                labels,
+                self.folds_,
+                is_target,
+                weight,
+                families,
+                init_score=init,
+                seed=self.seed,
+            )
+            base = np.ones(len(labels)) if weight is None else weight
+            factor = np.array([factors.get(f, 1.0) for f in families.astype(str)])
+            scaled = np.where(is_target, base, base * factor)
+            return scaled / scaled.mean(), search
         if self.target_other_weight != "auto":
             return weight, None
         best, losses = search_other_weight(

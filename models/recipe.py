@@ -292,9 +292,9 @@ class TrainingRecipe:
         Source family the model predicts for (:mod:`models.target`): the
         other families' weights are multiplied by ``target_other_weight`` and
         "auto" folds group by prompt. With one family it changes nothing.
-    target_other_weight : float or "auto", default=1.0
-        Factor on the weight of every non-target row ("auto": 1 here; the
-        model searches it once the features are built).
+    target_other_weight : float, "auto" or "auto-family", default=1.0
+        Factor on the weight of every non-target row ("auto", "auto-family":
+        1 here; the model searches it once the features are built).
     target_head : bool, default=True
         Fit the stacker and the temperature on the target's rows alone.
     anchor_per_source : bool, default=False
@@ -335,7 +335,8 @@ class TrainingRecipe:
         if is_target is None:
             return weight
         factor = self.target_other_weight
-        return target_weights(is_target, weight, 1.0 if factor == "auto" else factor)
+        searched = isinstance(factor, str)  # "auto", "auto-family": the model's
+        return target_weights(is_target, weight, 1.0 if searched else factor)
 
     def _group_by(self, table: pd.DataFrame) -> str:
         # With a target, "auto" folds spread the target's rows over every fold.

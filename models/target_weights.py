@@ -6,6 +6,10 @@ Two ways to decide how much the other sources count, each a switch of
 - :func:`search_other_weight` (``target_other_weight="auto"``): a handful of
   factors on the non-target rows, each scored by the target's out-of-fold log
   loss of a fast LightGBM on the model's own folds; the best factor wins.
+- :func:`search_family_weights` (``"auto-family"``): that factor, then one
+  pass over the other families, largest first, trying each at 0 and 3 times
+  it; a change is kept only when it lowers the proxy loss by more than
+  ``min_gain``.
 - :func:`density_ratio_weights` (``target_density_weights=True``): a logistic
   regression tells target rows from the rest on the feature matrix; each
   non-target row is weighed by its odds of being a target row, so the
@@ -28,9 +32,11 @@ from models.metrics import clipped_log, multiclass_log_loss
 from models.target import TargetTieHead
 
 __all__ = [
+    "FAMILY_MULTIPLIERS",
     "OTHER_WEIGHT_CANDIDATES",
     "density_ratio_weights",
     "proxy_target_loss",
+    "search_family_weights",
     "search_other_weight",
 ]
 
@@ -38,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 OTHER_WEIGHT_CANDIDATES: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
 """Factors on the non-target rows tried by ``target_other_weight="auto"``."""
+
+FAMILY_MULTIPLIERS: tuple[float, ...] = (0.0, 3.0)
+"""What ``"auto-family"`` tries for each other family, times the shared factor."""
 
 _PROXY_PARAMS: dict[str, Any] = {
     "objective": "multiclass",
@@ -118,8 +127,8 @@ def proxy_target_loss(
         oof[valid] = proba / proba.sum(axis=1, keepdims=True)
     proba, target_labels = oof[is_target], labels[is_target]
     log_proba = clipped_log(proba)
-    calibrated = TemperatureScaler().fit(log_proba, target_labels).predict_proba(
-        log_proba
+    calibrated = (
+        TemperatureScaler().fit(log_proba, target_labels).predict_proba(log_proba)
     )
     headed = TargetTieHead().fit(calibrated, target_labels).transform(calibrated)
     return multiclass_log_loss(target_labels, headed)
@@ -177,6 +186,89 @@ def search_other_weight(
         )
     best = min(losses, key=losses.__getitem__)
     return best, losses
+
+
+def search_family_weights(
+    X: Any,
+    labels: NDArray[np.int64],
+    folds: NDArray[np.int64],
+    is_target: NDArray[np.bool_],
+    weight: NDArray[np.float64] | None,
+    families: Sequence[str],
+    *,
+    candidates: Sequence[float] = OTHER_WEIGHT_CANDIDATES,
+    multipliers: Sequence[float] = FAMILY_MULTIPLIERS,
+    min_gain: float = 0.001,
+    init_score: NDArray[np.float64] | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A factor per other source family, searched by the proxy target loss.
+
+    First the shared factor (:func:`search_other_weight`); then, family by
+    family (most rows first), each of ``multipliers`` times it, kept when the
+    proxy loss drops by more than ``min_gain`` (one pass: a handful of fits
+    per family, not a search over every combination).
+
+    Returns
+    -------
+    factors : dict of str to float
+        Factor per non-target family.
+    search : dict
+        The shared factor's candidate losses and each family's trials.
+    """
+    base = np.ones(len(labels)) if weight is None else np.asarray(weight, float)
+    families = np.asarray(families, dtype=object).astype(str)
+    shared, losses = search_other_weight(
+        X,
+        labels,
+        folds,
+        is_target,
+        weight,
+        candidates=candidates,
+        init_score=init_score,
+        seed=seed,
+    )
+    others = [f for f in dict.fromkeys(families[~is_target])]
+    others.sort(key=lambda f: (-int(np.sum(families == f)), f))
+    factors = {family: shared for family in others}
+    best = losses[shared]
+    trials: dict[str, dict[str, float]] = {}
+
+    def loss_of(trial: dict[str, float]) -> float:
+        factor = np.array([trial.get(f, 1.0) for f in families])
+        scaled = np.where(is_target, base, base * factor)
+        return proxy_target_loss(
+            X,
+            labels,
+            folds,
+            is_target,
+            scaled / scaled.mean(),
+            init_score=init_score,
+            seed=seed,
+        )
+
+    for family in others:
+        trials[family] = {}
+        for multiplier in multipliers:
+            trial = {**factors, family: shared * float(multiplier)}
+            loss = loss_of(trial)
+            trials[family][str(shared * float(multiplier))] = loss
+            if loss < best - min_gain:
+                best, factors = loss, trial
+        logger.info(
+            "target family weights: %s x%g (proxy target log loss %.4f)",
+            family,
+            factors[family],
+            best,
+        )
+    search = {
+        "shared": shared,
+        "proxy_log_loss": {str(k): v for k, v in losses.items()},
+        "family_trials": trials,
+        "factors": factors,
+        "final_proxy_log_loss": best,
+    }
+    return factors, search
 
 
 def density_ratio_weights(

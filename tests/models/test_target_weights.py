@@ -11,6 +11,7 @@ from models import PreferenceModel
 from models.target_weights import (
     OTHER_WEIGHT_CANDIDATES,
     density_ratio_weights,
+    search_family_weights,
     search_other_weight,
 )
 from pipelines.make_demo_data import make_demo_battles
@@ -100,3 +101,33 @@ def test_without_a_target_the_weight_switches_change_nothing(battles):
     plain = _model().fit(battles).predict_proba(battles)
     switched = _model(target_other_weight="auto", target_density_weights=True)
     np.testing.assert_allclose(switched.fit(battles).predict_proba(battles), plain)
+
+
+def test_the_family_search_drops_the_family_that_disagrees_keeps_the_other():
+    rng = np.random.default_rng(3)
+    n_target, n_each = 200, 500
+    X = rng.normal(size=(n_target + 2 * n_each, 4))
+    families = np.array(
+        ["target"] * n_target + ["agrees"] * n_each + ["disagrees"] * n_each
+    )
+    is_target = families == "target"
+    margin = 2.0 * X[:, 0]
+    margin[families == "disagrees"] *= -1
+    labels = np.where(rng.random(len(X)) < 1 / (1 + np.exp(-margin)), 0, 1)
+    folds = rng.integers(0, 3, len(X))
+    factors, search = search_family_weights(
+        X, labels, folds, is_target, None, families, candidates=(1.0,)
+    )
+    assert factors["disagrees"] == 0.0
+    assert factors["agrees"] > 0.0
+    assert search["final_proxy_log_loss"] < search["proxy_log_loss"]["1.0"]
+
+
+def test_auto_family_weights_are_searched_per_family_and_reported(battles):
+    model = _model(target="synthetic-code", target_other_weight="auto-family")
+    model.fit(battles)
+    search = model.metrics_["target"]["weight_search"]
+    families = set(battles["source"].str.split(":").str[0]) - {"synthetic-code"}
+    assert set(search["factors"]) == families
+    assert search["final_proxy_log_loss"] <= min(search["proxy_log_loss"].values())
+    np.testing.assert_allclose(model.predict_proba(battles).sum(axis=1), 1.0)

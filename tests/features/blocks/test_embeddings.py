@@ -240,6 +240,22 @@ def test_no_battles_give_an_empty_matrix_with_all_columns(word_battles):
     assert matrix.values.shape == (0, 3 * 3 + 4)
 
 
+def test_diff_output_keeps_the_difference_and_cosines_only(word_battles, swap_check):
+    sides = EmbeddingsBlock(device="cpu")
+    _with_spy(sides)
+    diff = EmbeddingsBlock(device="cpu", output="diff")
+    _with_spy(diff)
+    full = sides.fit(word_battles).transform(word_battles)
+    matrix = diff.fit(word_battles).transform(word_battles)
+    assert not any(c.startswith(("a_emb", "b_emb")) for c in matrix.columns)
+    assert [c for c in full.columns if c not in set(matrix.columns)] == [
+        c for c in full.columns if c.startswith(("a_emb", "b_emb"))
+    ]
+    kept = [full.columns.index(c) for c in matrix.columns]
+    np.testing.assert_array_equal(matrix.values, full.values[:, kept])
+    swap_check(diff, word_battles)
+
+
 def test_progress_bar_counts_texts_when_asked(word_battles, capsys):
     block = EmbeddingsBlock(device="cpu", show_progress=True, batch_size=3)
     _with_spy(block)
