@@ -516,10 +516,8 @@ class PreferenceModel(BaseEstimator):
                 init_score=init,
                 seed=self.seed,
             )
-            base = np.ones(len(labels)) if weight is None else weight
             factor = np.array([factors.get(f, 1.0) for f in families.astype(str)])
-            scaled = np.where(is_target, base, base * factor)
-            return scaled / scaled.mean(), search
+            return target_weights(is_target, weight, factor), search
         if self.target_other_weight != "auto":
             return weight, None
         best, losses = search_other_weight(

@@ -96,7 +96,7 @@ def target_rows(battles: pd.DataFrame, target: str) -> NDArray[np.bool_]:
 def target_weights(
     is_target: NDArray[np.bool_],
     weight: NDArray[np.float64] | None,
-    other_weight: float,
+    other_weight: float | NDArray[np.float64],
 ) -> NDArray[np.float64]:
     """Row weights with the non-target rows scaled by ``other_weight``.
 
@@ -106,8 +106,9 @@ def target_weights(
         :func:`target_rows`.
     weight : ndarray or None
         The source weights without a target (None: every row 1).
-    other_weight : float
-        Factor on every non-target row (> 0).
+    other_weight : float or ndarray
+        Factor on every non-target row (> 0), or one factor per row (>= 0:
+        a family may be left out), as the family weight search gives.
 
     Returns
     -------
@@ -120,12 +121,14 @@ def target_weights(
     >>> target_weights(np.array([True, False, False]), None, 0.5).round(2).tolist()
     [1.5, 0.75, 0.75]
     """
-    if not other_weight > 0:
+    if np.ndim(other_weight) == 0 and not other_weight > 0:
         raise InvalidParameterError(
             f"The target's other-source weight must be > 0. Got {other_weight!r}."
         )
+    if np.ndim(other_weight) and np.any(np.asarray(other_weight) < 0):
+        raise InvalidParameterError("Per-row other-source weights must be >= 0.")
     base = np.ones(len(is_target)) if weight is None else np.asarray(weight, float)
-    scaled = np.where(is_target, base, base * float(other_weight))
+    scaled = np.where(is_target, base, base * np.asarray(other_weight, float))
     return scaled / scaled.mean()
 
 

@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.calibration import TemperatureScaler
 from models.metrics import clipped_log, multiclass_log_loss
-from models.target import TargetTieHead
+from models.target import TargetTieHead, target_weights
 
 __all__ = [
     "FAMILY_MULTIPLIERS",
@@ -166,16 +166,14 @@ def search_other_weight(
     losses : dict of float to float
         Proxy target log loss per candidate.
     """
-    base = np.ones(len(labels)) if weight is None else np.asarray(weight, float)
     losses = {}
     for factor in candidates:
-        scaled = np.where(is_target, base, base * float(factor))
         losses[float(factor)] = proxy_target_loss(
             X,
             labels,
             folds,
             is_target,
-            scaled / scaled.mean(),
+            target_weights(is_target, weight, float(factor)),
             init_score=init_score,
             seed=seed,
         )
@@ -216,7 +214,6 @@ def search_family_weights(
     search : dict
         The shared factor's candidate losses and each family's trials.
     """
-    base = np.ones(len(labels)) if weight is None else np.asarray(weight, float)
     families = np.asarray(families, dtype=object).astype(str)
     shared, losses = search_other_weight(
         X,
@@ -236,13 +233,12 @@ def search_family_weights(
 
     def loss_of(trial: dict[str, float]) -> float:
         factor = np.array([trial.get(f, 1.0) for f in families])
-        scaled = np.where(is_target, base, base * factor)
         return proxy_target_loss(
             X,
             labels,
             folds,
             is_target,
-            scaled / scaled.mean(),
+            target_weights(is_target, weight, factor),
             init_score=init_score,
             seed=seed,
         )

@@ -27,6 +27,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from features.store import file_sha256
+
 __all__ = ["CACHE_ENV", "cache_root", "cached_onnx", "folder_digest"]
 
 logger = logging.getLogger(__name__)
@@ -52,22 +54,12 @@ def cache_root() -> Path | None:
 
 
 def folder_digest(folder: str | os.PathLike) -> str:
-    """sha256 over every file of a model folder (relative names and bytes)."""
+    """sha256 over every file of a model folder (relative names and contents)."""
     root = Path(folder)
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+        digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -76,7 +68,7 @@ def _valid_entry(folder: Path) -> Path | None:
     try:
         meta = json.loads((folder / _META).read_text())
         path = folder / meta["file"]
-        if _file_sha256(path) == meta["sha256"]:
+        if file_sha256(path) == meta["sha256"]:
             return path
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -120,7 +112,7 @@ def cached_onnx(
         return scratch / build(scratch)
     try:
         name = build(staging)
-        meta = {"file": name, "sha256": _file_sha256(staging / name)}
+        meta = {"file": name, "sha256": file_sha256(staging / name)}
         meta["key"] = key_parts
         (staging / _META).write_text(json.dumps(meta, indent=1))
         if entry.exists():  # a damaged entry: replace it
