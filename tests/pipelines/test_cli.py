@@ -98,17 +98,21 @@ def _common(workspace) -> list[str]:
     ]
 
 
-def test_build_train_predict_evaluate_end_to_end(workspace, capsys):
+def test_build_train_predict_evaluate_end_to_end(workspace, capsys, tmp_path):
+    # A store of its own: the module's store may already hold this battle set
+    # when another test of the module ran first (random order).
     common = _common(workspace)
-    assert build_features.main(common) == 0
+    store = ["--store", str(tmp_path / "store")]
+    assert build_features.main([*common, *store]) == 0
     out = capsys.readouterr()
     assert "built" in out.out and "miss" in out.err
 
-    assert build_features.main(common) == 0
+    assert build_features.main([*common, *store]) == 0
     assert "hit" in capsys.readouterr().err
 
     model_dir = workspace["root"] / "model"
-    assert train_gbdt.main([*common, "--trials", "0", "--out", str(model_dir)]) == 0
+    train = [*common, *store, "--trials", "0", "--out", str(model_dir)]
+    assert train_gbdt.main(train) == 0
     message = capsys.readouterr().out
     loss = float(message.split("out-of-fold log loss ")[1].split()[0])
     prior = float(message.split("class prior ")[1].split(",")[0])
