@@ -36,7 +36,6 @@ from sklearn.linear_model import LogisticRegression
 from benchmarks._context import (
     FAST_BOOSTERS_TEXT,
     BenchContext,
-    BenchOptions,
     fast_booster_params,
 )
 from benchmarks._report import (
@@ -416,12 +415,9 @@ def run(ctx: BenchContext) -> Section:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run this section alone and print its markdown."""
-    from benchmarks.run import options_from_args, section_parser
+    from benchmarks.run import section_main
 
-    args = section_parser(__doc__.splitlines()[0]).parse_args(argv)
-    options: BenchOptions = options_from_args(args)
-    print(run(BenchContext(options)).to_markdown())
-    return 0
+    return section_main(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from features import FeaturePipeline, FeatureStore, read_battles, truncate_battl
 from features.battles import battle_fingerprint
 from features.blocks.base import FeatureMatrix
 from models.baselines import length_logreg_oof, prior_oof
-from models.metrics import multiclass_log_loss
+from models.metrics import target_scores
 from models.target import (
     FitPredict,
     fit_learning_curve,
@@ -49,7 +49,7 @@ from models.target import (
     target_folds,
     target_rows,
 )
-from models.transfer import decisive_auc, source_families
+from models.transfer import source_families
 from pipelines.config import Config, load_config
 from pipelines.estimator import model_from_config
 from pipelines.make_demo_data import make_demo_battles
@@ -162,25 +162,8 @@ def load_target_data(options: BenchOptions, max_chars: int | None) -> TargetData
     )
 
 
-def score(labels: NDArray[np.int64], proba: NDArray[np.float64]) -> dict[str, float]:
-    """3-class log loss, decisive AUC and decisive accuracy.
-
-    Decisive accuracy: on rows whose label is A or B, how often P(A) > P(B)
-    picks the winner.
-
-    >>> import numpy as np
-    >>> s = score(np.array([0, 1, 2]), np.array([[.6, .3, .1], [.3, .6, .1],
-    ...                                          [.3, .3, .4]]))
-    >>> round(s["decisive_accuracy"], 2), round(s["decisive_auc"], 2)
-    (1.0, 1.0)
-    """
-    decisive = labels < 2
-    picked_a = proba[decisive, 0] > proba[decisive, 1]
-    return {
-        "log_loss": multiclass_log_loss(labels, proba),
-        "decisive_auc": decisive_auc(labels, proba),
-        "decisive_accuracy": float(np.mean(picked_a == (labels[decisive] == 0))),
-    }
+score = target_scores
+"""3-class log loss, decisive AUC and decisive accuracy (models.metrics)."""
 
 
 _QUICK_EXTRA = ("features.blocks.tfidf.svd_components=16",)
@@ -576,12 +559,9 @@ def run(ctx: BenchContext) -> Section:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run this section alone and print its markdown."""
-    from benchmarks.run import options_from_args, section_parser
+    from benchmarks.run import section_main
 
-    args = section_parser(__doc__.splitlines()[0]).parse_args(argv)
-    options = options_from_args(args)
-    print(run(BenchContext(options)).to_markdown())
-    return 0
+    return section_main(run, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,17 @@ def _name_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def section_main(
+    run: Callable[[BenchContext], Section],
+    description: str,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Run one section alone with the shared options and print its markdown."""
+    options = options_from_args(section_parser(description).parse_args(argv))
+    print(run(BenchContext(options)).to_markdown())
+    return 0
+
+
 def section_parser(description: str) -> argparse.ArgumentParser:
     """Options shared by ``benchmarks.run`` and every ``bench_*`` module."""
     parser = argparse.ArgumentParser(description=description)

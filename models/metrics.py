@@ -29,6 +29,7 @@ __all__ = [
     "length_difference_auc",
     "log_softmax",
     "multiclass_log_loss",
+    "target_scores",
     "tie_auc",
 ]
 
@@ -264,3 +265,28 @@ def length_difference_auc(labels: ArrayLike, difference: ArrayLike) -> float:
     check_scores(score, name="difference", owner=owner, min_columns=1)
     decisive = y != TIE
     return _score_auc(y[decisive] == 0, score[decisive, 0])
+
+
+def target_scores(labels: ArrayLike, proba: ArrayLike) -> dict[str, float]:
+    """3-class log loss, decisive AUC and decisive accuracy: a target's scores.
+
+    Decisive accuracy: on rows whose label is A or B, how often P(A) > P(B)
+    picks the winner.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = target_scores(np.array([0, 1, 2]), np.array([[.6, .3, .1],
+    ...                                                  [.3, .6, .1],
+    ...                                                  [.3, .3, .4]]))
+    >>> round(s["decisive_accuracy"], 2), round(s["decisive_auc"], 2)
+    (1.0, 1.0)
+    """
+    labels, proba = np.asarray(labels), np.asarray(proba)
+    decisive = labels < 2
+    picked_a = proba[decisive, 0] > proba[decisive, 1]
+    return {
+        "log_loss": multiclass_log_loss(labels, proba),
+        "decisive_auc": decisive_auc(labels, proba),
+        "decisive_accuracy": float(np.mean(picked_a == (labels[decisive] == 0))),
+    }

@@ -29,15 +29,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from sklearn.base import clone
 
 from features.store import FeatureStore
 from models import PreferenceModel
-from models.metrics import multiclass_log_loss
+from models.metrics import target_scores
 from models.recipe import TrainingRows
 from models.target import held_out_target_proba, target_rows
-from models.transfer import decisive_auc
 from pipelines._cli import base_parser, load_inputs, run_cli
 from pipelines.estimator import (
     check_tuning_plan,
@@ -184,16 +182,6 @@ def _target_summary(target: dict[str, Any]) -> str:
     return line
 
 
-def _target_scores(labels: NDArray[np.int64], proba: NDArray) -> dict[str, float]:
-    decisive = labels < 2
-    picked_a = proba[decisive, 0] > proba[decisive, 1]
-    return {
-        "log_loss": multiclass_log_loss(labels, proba),
-        "decisive_auc": decisive_auc(labels, proba),
-        "decisive_accuracy": float(np.mean(picked_a == (labels[decisive] == 0))),
-    }
-
-
 def _target_report(
     model: PreferenceModel,
     table: pd.DataFrame,
@@ -210,7 +198,7 @@ def _target_report(
     report: dict[str, Any] = {
         "family": model.target,
         "n_rows": int(is_target.sum()),
-        "out_of_fold": _target_scores(labels[is_target], model.oof_proba_[is_target]),
+        "out_of_fold": target_scores(labels[is_target], model.oof_proba_[is_target]),
         "held_out": None,
     }
     if estimate_folds > 1:
@@ -219,7 +207,7 @@ def _target_report(
         )
         report["held_out"] = {
             "n_folds": estimate_folds,
-            **_target_scores(labels[is_target], proba[is_target]),
+            **target_scores(labels[is_target], proba[is_target]),
         }
     return report
 
