@@ -119,7 +119,7 @@ class BenchOptions:
     store: Path = REPO_ROOT / "artifacts" / "bench-store"
     work_dir: Path = REPO_ROOT / "artifacts" / "bench"
     results_dir: Path = REPO_ROOT / "benchmarks" / "results"
-    profiles: tuple[str, ...] = ("lite", "default")
+    profiles: tuple[str, ...] = ("lite", "default", "embeddings")
     repeats: int = 3
     n_rows: int | None = None
     seed: int = 0

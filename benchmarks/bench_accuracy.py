@@ -14,7 +14,7 @@ Four tables:
 
 Run alone::
 
-    python -m benchmarks.bench_accuracy [--quick] [--profiles lite,default]
+    python -m benchmarks.bench_accuracy [--quick] [--profiles lite,default,embeddings]
 """
 
 from __future__ import annotations

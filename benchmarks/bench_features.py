@@ -224,9 +224,9 @@ def _block_table(
     )
     if embed:
         table.notes.append(
-            "The embeddings rows (default profile, config settings: MiniLM, PyTorch, "
-            "CPU) time the block alone on the first rows of each set, model load "
-            "included."
+            "The embeddings rows (embeddings profile, config settings: MiniLM, "
+            "PyTorch, CPU) time the block alone on the first rows of each set, "
+            "model load included."
         )
     return table, rates
 
@@ -318,13 +318,13 @@ def run(ctx: BenchContext) -> Section:
     if options.embed_rows > 0:
         embed["corpus"] = _build(
             ctx,
-            "default",
+            "embeddings",
             _subsample(ctx, ctx.corpus_csv, options.embed_rows, "corpus"),
             blocks="embeddings",
         )
         embed["scale set"] = _build(
             ctx,
-            "default",
+            "embeddings",
             _subsample(
                 ctx, paths[scale_rows], options.embed_rows, f"scale{scale_rows}"
             ),

@@ -18,12 +18,12 @@ Variants of the feature blocks, each a change of the profile in memory:
 - ``+refusal_kinds``, ``+tie_cues``: one of the new features added;
 - ``habits``: both (``flags`` with refusal kinds, the ``tie_cues`` block);
 - ``habits-<block>``: ``habits`` without one block of the profile;
-- ``habits+embeddings``: ``habits`` plus the default profile's MiniLM
+- ``habits+embeddings``: ``habits`` plus the embeddings profile's MiniLM
   ``embeddings`` block, with the lite profile's booster params, so that it
   differs from ``habits`` by that block alone (``--embeddings`` runs it, on
   ``kaggle`` only: MiniLM reads ~25 texts/s on 2 cores);
-- ``default``, ``default-<block>``: the default profile with the habits
-  features, without one block.
+- ``embeddings``, ``embeddings-<block>``: the embeddings profile
+  (``configs/embeddings.yaml``) with the habits features, without one block.
 
 Every (variant, training set, fold) prediction is appended to
 ``<out>/folds.jsonl``, so an interrupted run resumes where it stopped; the
@@ -80,7 +80,7 @@ def _blocks(profile_blocks: dict[str, Any], new: Sequence[str]) -> dict[str, Any
 
 
 def variant_blocks(
-    variant: str, lite: dict[str, Any], default: dict[str, Any]
+    variant: str, lite: dict[str, Any], embeddings: dict[str, Any]
 ) -> dict[str, Any]:
     """Feature blocks of one named variant (see the module docstring).
 
@@ -95,16 +95,16 @@ def variant_blocks(
         return _blocks(lite, (variant[1:],))
     if variant == "habits":
         return _blocks(lite, NEW_FEATURES)
-    if variant == "default":
-        return _blocks(default, NEW_FEATURES)
+    if variant == "embeddings":
+        return _blocks(embeddings, NEW_FEATURES)
     if variant == "habits+embeddings":
-        if "embeddings" not in default:
+        if "embeddings" not in embeddings:
             raise ValueError(
                 "variant 'habits+embeddings' takes the embeddings block of the "
-                "default profile, which has none; add it to configs/default.yaml."
+                "embeddings profile, which has none; add it to configs/embeddings.yaml."
             )
-        return {**_blocks(lite, NEW_FEATURES), "embeddings": default["embeddings"]}
-    for prefix, base in (("habits-", lite), ("default-", default)):
+        return {**_blocks(lite, NEW_FEATURES), "embeddings": embeddings["embeddings"]}
+    for prefix, base in (("habits-", lite), ("embeddings-", embeddings)):
         if variant.startswith(prefix):
             blocks = _blocks(base, NEW_FEATURES)
             dropped = variant[len(prefix) :]
@@ -117,7 +117,8 @@ def variant_blocks(
             return blocks
     raise ValueError(
         f"unknown variant {variant!r}; use before, +refusal_kinds, +tie_cues, "
-        "habits, habits-<block>, habits+embeddings, default or default-<block>."
+        "habits, habits-<block>, habits+embeddings, embeddings or "
+        "embeddings-<block>."
     )
 
 
@@ -167,9 +168,9 @@ def run(
         An unknown variant (see :func:`variant_blocks`).
     """
     lite = load_config(REPO_ROOT / "configs/lite.yaml")
-    default = load_config(REPO_ROOT / "configs/default.yaml")
+    embeddings = load_config(REPO_ROOT / "configs/embeddings.yaml")
     blocks_of = {
-        v: variant_blocks(v, lite.features.blocks, default.features.blocks)
+        v: variant_blocks(v, lite.features.blocks, embeddings.features.blocks)
         for v in variants
     }
     kaggle, _, folds = _kaggle_folds(n_folds, seed)
@@ -179,7 +180,7 @@ def run(
     done = _done(results)
     store = FeatureStore(out / "store")
     for variant in variants:
-        profile = default if variant.startswith("default") else lite
+        profile = embeddings if variant.startswith("embeddings") else lite
         for train in train_sets:
             for fold in range(n_folds):
                 key = (variant, train, fold)
@@ -215,8 +216,8 @@ def _base_of(variant: str) -> str | None:
         return "before"
     if variant.startswith("habits"):
         return "habits"
-    if variant.startswith("default-"):
-        return "default"
+    if variant.startswith("embeddings-"):
+        return "embeddings"
     return None
 
 

@@ -7,7 +7,7 @@ in the fit or seen by an earlier call. ``--variants`` adds config variants of
 the same profile, fitted on the same rows and timed on the same batches,
 round-robin, so that load on a shared machine hits them all alike::
 
-    python -m benchmarks.bench_profile_speed --config configs/default.yaml \
+    python -m benchmarks.bench_profile_speed --config configs/embeddings.yaml \
         --fit-rows 2000 --batch 1000 --calls 2 \
         --variants "pytorch-256=features.blocks.embeddings.onnx=false,\
 features.blocks.embeddings.max_seq_length=256"
@@ -149,7 +149,7 @@ def _table(results: Sequence[dict[str, object]], batch: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/default.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/embeddings.yaml"))
     parser.add_argument("--data", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--fit-rows", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=1000)

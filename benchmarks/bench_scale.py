@@ -538,7 +538,7 @@ def run(ctx: BenchContext) -> Section:
             f"{'+'.join(training.boosters)}, stacking, calibration, report)"
         )
     section.notes.append(
-        f"The {profile} profile (the default profile's MiniLM step alone would take "
+        f"The {profile} profile (the embeddings profile's MiniLM step alone would take "
         "hours "
         "at these sizes on 2 CPU cores; its speed is in the speed section). train_gbdt "
         f"at every size uses --trials {options.scale_trials} with {how}; each child "

@@ -129,7 +129,7 @@ def section_parser(description: str) -> argparse.ArgumentParser:
         help="scale sets, temporary stores, profiles (default: artifacts/bench)",
     )
     add("--results-dir", type=Path, help="PNG plots (default: benchmarks/results)")
-    add("--profiles", type=_name_list, help="profiles, e.g. lite,default")
+    add("--profiles", type=_name_list, help="profiles, e.g. lite,default,embeddings")
     add("--repeats", type=int, help="repeats per measurement (medians)")
     add("--n-rows", type=int, help="subsample the corpus to this many battles")
     add("--seed", type=int, help="seed of subsamples and scale sets")

@@ -41,7 +41,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="YAML profile (configs/default.yaml when omitted; configs/lite.yaml "
-        "skips the transformer block)",
+        "fits twice as fast; configs/embeddings.yaml adds the MiniLM block)",
     )
     parser.add_argument(
         "--data",

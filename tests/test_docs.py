@@ -223,7 +223,7 @@ def test_the_data_page_explains_every_repair_kind():
     assert [kind for kind in REPAIR_KINDS if f"`{kind}`" not in data] == []
 
 
-@pytest.mark.parametrize("profile", ["lite", "default"])
+@pytest.mark.parametrize("profile", ["lite", "default", "embeddings"])
 def test_the_profiles_page_explains_every_key_of_a_profile(profile):
     import yaml
 

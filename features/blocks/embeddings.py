@@ -135,10 +135,14 @@ default="sentence-transformers"
         fp32; ``"int8"``: dynamic per-channel int8 weights). Needs the
         ``onnx`` extra. The model is exported on first use (tens of seconds)
         unless its folder holds ``onnx/model.onnx``.
-    output : {"sides", "diff"}, default="sides"
-        "sides": each answer's vector, their difference and the cosines;
-        "diff": only the difference A - B and the cosines (a third of the
-        columns, for boosters fitted on few rows).
+    output : {"sides", "diff", "cosines"}, default="sides"
+        - ``"sides"``: each answer's vector, their difference and the cosines.
+        - ``"diff"``: only the difference A - B and the cosines (a third of
+          the columns).
+        - ``"cosines"``: only the cosines of each answer to the prompt and to
+          the other answer (4 columns): what the encoder knows of relevance
+          and likeness, without hundreds of dense columns for boosters fitted
+          on few rows to split on (docs/target.md).
     normalize : bool, default=True
         L2-normalise the embeddings (an empty text stays the zero vector).
     show_progress : bool, default=False
@@ -156,8 +160,9 @@ default="sentence-transformers"
     Notes
     -----
     Columns: ``a_emb_<i>``, ``b_emb_<i>``, ``d_emb_<i>`` (A−B) for each
-    embedding dimension, then ``a_cos_prompt``, ``b_cos_prompt``,
-    ``d_cos_prompt`` (only when the prompt is embedded) and ``s_cos_ab``.
+    embedding dimension (those ``output`` keeps), then ``a_cos_prompt``,
+    ``b_cos_prompt``, ``d_cos_prompt`` (only when the prompt is embedded)
+    and ``s_cos_ab``.
     Empty or whitespace-only texts embed to the zero vector, whose cosine
     with anything is 0. On CPU PyTorch uses all cores; set
     ``torch.set_num_threads`` to share them. ONNX int8 is the fastest CPU
@@ -215,7 +220,7 @@ default="sentence-transformers"
         "truncation_side": [Options(("left", "right"))],
         "quantization": [Options(("8bit", "4bit")), None],
         "onnx": [bool, Options(("int8",))],
-        "output": [Options(("sides", "diff"))],
+        "output": [Options(("sides", "diff", "cosines"))],
         "normalize": [bool],
         "show_progress": [bool],
     }
@@ -235,7 +240,7 @@ default="sentence-transformers"
         truncation_side: Literal["left", "right"] = "left",
         quantization: Literal["8bit", "4bit"] | None = None,
         onnx: bool | Literal["int8"] = False,
-        output: Literal["sides", "diff"] = "sides",
+        output: Literal["sides", "diff", "cosines"] = "sides",
         normalize: bool = True,
         show_progress: bool = False,
     ) -> None:
@@ -468,11 +473,13 @@ default="sentence-transformers"
     def _features(self, embeddings: dict[str, NDArray[np.float32]]) -> FeatureMatrix:
         emb_a, emb_b = embeddings["response_a"], embeddings["response_b"]
         dim = emb_a.shape[1]
-        sides = "abd" if self.output == "sides" else "d"
+        sides = {"sides": "abd", "diff": "d", "cosines": ""}[self.output]
         parts = {"a": emb_a, "b": emb_b, "d": emb_a - emb_b}
         names = [f"{side}_emb_{i}" for side in sides for i in range(dim)]
         vectors = FeatureMatrix(
-            np.hstack([parts[side] for side in sides]).astype(np.float32),
+            np.hstack([parts[side] for side in sides] or [emb_a[:, :0]]).astype(
+                np.float32
+            ),
             tuple(names),
         )
         a_cos: dict[str, NDArray[np.float64]] = {}

@@ -15,33 +15,33 @@ LITE = {
     "flags": {},
     "tfidf": {"output": "diff"},
 }
-DEFAULT = {**LITE, "embeddings": {"model": "m"}}
+EMBEDDINGS = {**LITE, "embeddings": {"model": "m"}}
 
 
 def test_before_switches_the_new_features_off():
-    blocks = habits.variant_blocks("before", LITE, DEFAULT)
+    blocks = habits.variant_blocks("before", LITE, EMBEDDINGS)
     assert blocks["flags"] == {"refusal_kinds": False}
     assert "tie_cues" not in blocks
 
 
 def test_habits_switches_both_new_features_on_without_touching_the_profile():
-    blocks = habits.variant_blocks("habits", LITE, DEFAULT)
+    blocks = habits.variant_blocks("habits", LITE, EMBEDDINGS)
     assert blocks["flags"] == {"refusal_kinds": True}
     assert blocks["tie_cues"] == {}
     assert LITE["flags"] == {}  # the profile's dict is not changed
 
 
 def test_single_feature_and_drop_variants():
-    assert "tie_cues" in habits.variant_blocks("+tie_cues", LITE, DEFAULT)
-    assert habits.variant_blocks("+refusal_kinds", LITE, DEFAULT)["flags"] == {
+    assert "tie_cues" in habits.variant_blocks("+tie_cues", LITE, EMBEDDINGS)
+    assert habits.variant_blocks("+refusal_kinds", LITE, EMBEDDINGS)["flags"] == {
         "refusal_kinds": True
     }
-    dropped = habits.variant_blocks("habits-tfidf", LITE, DEFAULT)
+    dropped = habits.variant_blocks("habits-tfidf", LITE, EMBEDDINGS)
     assert set(dropped) == {"lengths", "flags", "tie_cues"}
     assert "embeddings" not in habits.variant_blocks(
-        "default-embeddings", LITE, DEFAULT
+        "embeddings-embeddings", LITE, EMBEDDINGS
     )
-    with_minilm = habits.variant_blocks("habits+embeddings", LITE, DEFAULT)
+    with_minilm = habits.variant_blocks("habits+embeddings", LITE, EMBEDDINGS)
     assert set(with_minilm) == {*LITE, "tie_cues", "embeddings"}
 
 
@@ -54,11 +54,11 @@ def test_single_feature_and_drop_variants():
 )
 def test_bad_variants_are_named(variant, match):
     with pytest.raises(ValueError, match=match):
-        habits.variant_blocks(variant, LITE, DEFAULT)
+        habits.variant_blocks(variant, LITE, EMBEDDINGS)
 
 
-def test_embeddings_variant_needs_the_default_profiles_block():
-    with pytest.raises(ValueError, match="add it to configs/default.yaml"):
+def test_embeddings_variant_needs_the_embeddings_profiles_block():
+    with pytest.raises(ValueError, match="add it to configs/embeddings.yaml"):
         habits.variant_blocks("habits+embeddings", LITE, LITE)
 
 

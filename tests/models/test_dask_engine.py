@@ -227,6 +227,9 @@ def test_profiles_train_locally_by_default_and_pass_engine_keys_through():
     model = model_from_config(config)
     assert (model.engine, model.scheduler) == ("dask", "tcp://10.0.0.5:8786")
     assert clone(model).get_params() == model.get_params()
-    for profile in (LITE, LITE.with_name("default.yaml")):
+    for profile in (
+        LITE,
+        *(LITE.with_name(f"{p}.yaml") for p in ("default", "embeddings")),
+    ):
         defaults = model_from_config(load_config(profile))
         assert (defaults.engine, defaults.scheduler) == ("local", None)

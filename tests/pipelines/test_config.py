@@ -12,7 +12,7 @@ from pipelines.config import Config, ConfigError, load_config
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("profile", ["default.yaml", "lite.yaml"])
+@pytest.mark.parametrize("profile", ["default.yaml", "lite.yaml", "embeddings.yaml"])
 def test_shipped_profiles_load_and_validate(profile):
     config = load_config(CONFIGS / profile)
     assert isinstance(config, Config)
@@ -22,9 +22,19 @@ def test_shipped_profiles_load_and_validate(profile):
     )
 
 
-def test_lite_profile_has_no_transformer_block_and_default_has_one():
-    assert "embeddings" not in load_config(CONFIGS / "lite.yaml").features.blocks
-    assert "embeddings" in load_config(CONFIGS / "default.yaml").features.blocks
+def test_only_the_embeddings_profile_has_the_transformer_block():
+    lite = load_config(CONFIGS / "lite.yaml")
+    default = load_config(CONFIGS / "default.yaml")
+    embeddings = load_config(CONFIGS / "embeddings.yaml")
+    assert "embeddings" not in lite.features.blocks
+    assert "embeddings" not in default.features.blocks
+    # default and lite read the same features; embeddings is default plus MiniLM
+    assert default.features.blocks == lite.features.blocks
+    assert {
+        **default.features.blocks,
+        "embeddings": embeddings.features.blocks["embeddings"],
+    } == embeddings.features.blocks
+    assert embeddings.training == default.training
 
 
 def _write(tmp_path, text):

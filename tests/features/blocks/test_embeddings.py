@@ -256,6 +256,29 @@ def test_diff_output_keeps_the_difference_and_cosines_only(word_battles, swap_ch
     swap_check(diff, word_battles)
 
 
+def test_cosines_output_keeps_the_four_cosines_of_the_full_output(
+    word_battles, swap_check
+):
+    sides = EmbeddingsBlock(device="cpu")
+    _with_spy(sides)
+    cosines = EmbeddingsBlock(device="cpu", output="cosines")
+    _with_spy(cosines)
+    full = sides.fit(word_battles).transform(word_battles)
+    matrix = cosines.fit(word_battles).transform(word_battles)
+    assert matrix.columns == (
+        "a_cos_prompt",
+        "b_cos_prompt",
+        "d_cos_prompt",
+        "s_cos_ab",
+    )
+    kept = [full.columns.index(c) for c in matrix.columns]
+    np.testing.assert_array_equal(matrix.values, full.values[:, kept])
+    assert matrix.values[:, 3].max() > 0  # the answers' likeness is really there
+    swap_check(cosines, word_battles)
+    empty = cosines.transform(word_battles.iloc[:0])
+    assert empty.values.shape == (0, 4)
+
+
 def test_progress_bar_counts_texts_when_asked(word_battles, capsys):
     block = EmbeddingsBlock(device="cpu", show_progress=True, batch_size=3)
     _with_spy(block)

@@ -1,4 +1,4 @@
-"""The default profile's embedding settings: the fast CPU engine, and they load."""
+"""The embeddings profile's encoder settings: the fast CPU engine, and they load."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from features.blocks.embeddings import EmbeddingsBlock
 from pipelines.config import load_config
 from pipelines.estimator import model_from_config
 
-DEFAULT = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+EMBEDDINGS = Path(__file__).resolve().parents[2] / "configs" / "embeddings.yaml"
 
 
-def test_default_profile_embeds_with_onnx_int8_at_128_tokens():
-    params = load_config(DEFAULT).features.blocks["embeddings"]
+def test_embeddings_profile_embeds_with_onnx_int8_at_128_tokens():
+    params = load_config(EMBEDDINGS).features.blocks["embeddings"]
     assert params["onnx"] == "int8"
     assert params["max_seq_length"] == 128
     assert list(params["texts"]) == ["prompt", "response_a", "response_b"]
 
 
-def test_default_profile_embedding_settings_reach_the_model(hand_battles):
+def test_embeddings_profile_embedding_settings_reach_the_model(hand_battles):
     pytest.importorskip("onnxruntime")
-    model = model_from_config(load_config(DEFAULT))
+    model = model_from_config(load_config(EMBEDDINGS))
     params = model.blocks["embeddings"]
     block = EmbeddingsBlock(**params)
     assert block.get_params()["onnx"] == "int8"
