@@ -240,39 +240,38 @@ def test_no_battles_give_an_empty_matrix_with_all_columns(word_battles):
     assert matrix.values.shape == (0, 3 * 3 + 4)
 
 
-def test_diff_output_keeps_the_difference_and_cosines_only(word_battles, swap_check):
+def _sliced_output(word_battles, output):
+    """A block with ``output``, the full matrix and its own: a slice of the full."""
     sides = EmbeddingsBlock(device="cpu")
     _with_spy(sides)
-    diff = EmbeddingsBlock(device="cpu", output="diff")
-    _with_spy(diff)
+    block = EmbeddingsBlock(device="cpu", output=output)
+    _with_spy(block)
     full = sides.fit(word_battles).transform(word_battles)
-    matrix = diff.fit(word_battles).transform(word_battles)
+    matrix = block.fit(word_battles).transform(word_battles)
+    kept = [full.columns.index(c) for c in matrix.columns]
+    np.testing.assert_array_equal(matrix.values, full.values[:, kept])
+    return block, full, matrix
+
+
+def test_diff_output_keeps_the_difference_and_cosines_only(word_battles, swap_check):
+    diff, full, matrix = _sliced_output(word_battles, "diff")
     assert not any(c.startswith(("a_emb", "b_emb")) for c in matrix.columns)
     assert [c for c in full.columns if c not in set(matrix.columns)] == [
         c for c in full.columns if c.startswith(("a_emb", "b_emb"))
     ]
-    kept = [full.columns.index(c) for c in matrix.columns]
-    np.testing.assert_array_equal(matrix.values, full.values[:, kept])
     swap_check(diff, word_battles)
 
 
 def test_cosines_output_keeps_the_four_cosines_of_the_full_output(
     word_battles, swap_check
 ):
-    sides = EmbeddingsBlock(device="cpu")
-    _with_spy(sides)
-    cosines = EmbeddingsBlock(device="cpu", output="cosines")
-    _with_spy(cosines)
-    full = sides.fit(word_battles).transform(word_battles)
-    matrix = cosines.fit(word_battles).transform(word_battles)
+    cosines, _, matrix = _sliced_output(word_battles, "cosines")
     assert matrix.columns == (
         "a_cos_prompt",
         "b_cos_prompt",
         "d_cos_prompt",
         "s_cos_ab",
     )
-    kept = [full.columns.index(c) for c in matrix.columns]
-    np.testing.assert_array_equal(matrix.values, full.values[:, kept])
     assert matrix.values[:, 3].max() > 0  # the answers' likeness is really there
     swap_check(cosines, word_battles)
     empty = cosines.transform(word_battles.iloc[:0])
